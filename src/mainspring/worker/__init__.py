@@ -1,0 +1,1 @@
+"""The Celery side: the app factory, built-in tasks and per-run log capture."""
