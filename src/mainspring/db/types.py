@@ -42,10 +42,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def LongText() -> Text:  # noqa: N802 - reads like a type
+def LongText() -> Text:
     """Text that holds more than MySQL's 64 KiB ``TEXT`` (tracebacks, log chunks)."""
-    return Text().with_variant(mysql.MEDIUMTEXT(), "mysql")  # type: ignore[return-value]
+    return Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 
 
-def JsonValue() -> JSON:  # noqa: N802 - reads like a type
+def JsonValue() -> JSON:
     return JSON()

@@ -41,7 +41,7 @@ class RunCursor:
             raise ValidationError("cursor", "is not a cursor returned by a previous page") from None
 
 
-def _filtered(flt: RunFilter) -> Select[tuple[Run]]:
+def _filtered(flt: RunFilter) -> Select[Run]:
     stmt = select(Run)
     if flt.job_id is not None:
         stmt = stmt.where(Run.job_id == flt.job_id)

@@ -1,0 +1,1 @@
+"""The recorder: the one writer of run history, fed by Celery events."""

@@ -1,0 +1,136 @@
+"""Folding Celery events into per-run changes. Pure: no I/O, any order, any repetition.
+
+A ``RunPatch`` gathers what a batch of events says about one run. Timestamps keep the first
+value seen (``finished_at`` too: a final state is never replaced), and the state only moves
+forward along the lifecycle (``core.states.advances``), so replaying or reordering events
+yields the same record.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mainspring.core.states import RunState, advances
+
+TASK_EVENT_STATES = {
+    "task-sent": RunState.SENT,
+    "task-received": RunState.RECEIVED,
+    "task-started": RunState.STARTED,
+    "task-succeeded": RunState.SUCCESS,
+    "task-failed": RunState.FAILURE,
+    "task-retried": RunState.RETRY,
+    "task-revoked": RunState.REVOKED,
+    "task-rejected": RunState.FAILURE,
+}
+
+TIME_FIELD = {
+    "task-sent": "sent_at",
+    "task-received": "received_at",
+    "task-started": "started_at",
+    "task-succeeded": "finished_at",
+    "task-failed": "finished_at",
+    "task-revoked": "finished_at",
+    "task-rejected": "finished_at",
+}
+
+EXCEPTION_TYPE = re.compile(r"^([A-Za-z_][\w.]*)\(")
+
+COPIED_FIELDS = {
+    "name": "task",
+    "queue": "queue",
+    "routing_key": "routing_key",
+    "hostname": "worker",
+    "pid": "worker_pid",
+    "root_id": "root_id",
+    "parent_id": "parent_id",
+}
+
+
+@dataclass
+class LogChunk:
+    seq: int
+    at: datetime
+    stream: str
+    text: str
+
+
+@dataclass
+class RunPatch:
+    run_id: str
+    state: RunState | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    logs: list[LogChunk] = field(default_factory=list)
+
+    def set_first(self, key: str, value: Any) -> None:
+        if value is not None and key not in self.values:
+            self.values[key] = value
+
+    def move_to(self, state: RunState) -> None:
+        if advances(self.state, state):
+            self.state = state
+
+
+def event_time(event: dict[str, Any]) -> datetime:
+    ts = event.get("timestamp")
+    if isinstance(ts, int | float):
+        return datetime.fromtimestamp(ts, UTC)
+    return datetime.now(UTC)
+
+
+def fold(patches: dict[str, RunPatch], event: dict[str, Any]) -> None:
+    """Apply one task event to the patch of its run (creating the patch if needed)."""
+    etype = event.get("type", "")
+    run_id = event.get("uuid")
+    if not run_id or not etype.startswith("task-"):
+        return
+    patch = patches.setdefault(run_id, RunPatch(run_id=run_id))
+    if etype == "task-log":
+        patch.logs.append(
+            LogChunk(
+                seq=int(event.get("seq", 0)),
+                at=event_time(event),
+                stream=str(event.get("stream", "stdout"))[:16],
+                text=str(event.get("text", "")),
+            )
+        )
+        return
+    state = TASK_EVENT_STATES.get(etype)
+    if state is None:
+        return
+    at = event_time(event)
+    _copy_fields(patch, event, etype)
+    if etype in TIME_FIELD:
+        patch.set_first(TIME_FIELD[etype], at)
+    if etype == "task-failed":
+        exception = str(event.get("exception") or "")
+        match = EXCEPTION_TYPE.match(exception)
+        patch.set_first("exception_type", match.group(1) if match else None)
+        patch.set_first("exception_message", exception)
+        patch.set_first("traceback", event.get("traceback"))
+    if etype == "task-revoked" and event.get("expired"):
+        state = RunState.EXPIRED
+    if etype == "task-retried":
+        patch.values["retry_exception"] = event.get("exception")
+    if etype in ("task-received", "task-retried"):
+        patch.values["attempt"] = max(
+            int(event.get("retries") or 0), patch.values.get("attempt", 0)
+        )
+    if etype == "task-succeeded" and event.get("runtime") is not None:
+        patch.set_first("runtime_ms", float(event["runtime"]) * 1000)
+    patch.move_to(state)
+
+
+def _copy_fields(patch: RunPatch, event: dict[str, Any], etype: str) -> None:
+    for source, target in COPIED_FIELDS.items():
+        value = event.get(source)
+        if value in (None, ""):
+            continue
+        if source == "hostname" and etype == "task-sent":
+            continue  # the sender's host, not the worker's
+        patch.set_first(target, value)
+    for source in ("args", "kwargs"):
+        if event.get(source) is not None:
+            patch.set_first(f"{source}_repr", event[source])

@@ -1,0 +1,1 @@
+"""The scheduler: turns due fires into run records and publishes them on time."""
