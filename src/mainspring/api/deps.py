@@ -23,6 +23,12 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_secret_key(request: Request) -> str:
+    """The key that signs session cookies and CSRF markers (never None once the app runs)."""
+    key: str = request.app.state.secret_key
+    return key
+
+
 def get_db(request: Request) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent."""
     with get_ctx(request).session() as session:
@@ -32,3 +38,4 @@ def get_db(request: Request) -> Iterator[Session]:
 # scope="function": the transaction ends before the response goes out, so a reply never
 # claims success for a commit that then fails.
 Db = Annotated[Session, Depends(get_db, scope="function")]
+SecretKey = Annotated[str, Depends(get_secret_key)]

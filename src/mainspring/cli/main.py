@@ -50,6 +50,7 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _register() -> None:

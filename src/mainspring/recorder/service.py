@@ -19,6 +19,9 @@ from mainspring.services.clock import utcnow
 
 logger = logging.getLogger("mainspring.recorder")
 
+EVENT_QUEUE_NODE = "mainspring-recorder"
+EVENT_QUEUE_TTL = 7 * 24 * 3600.0
+
 
 class Recorder:
     def __init__(
@@ -46,12 +49,31 @@ class Recorder:
         logger.info("recorder stopped")
 
     def _consume(self, stop: threading.Event) -> None:
+        """Drain events from the recorder's durable queue, flushing between and after them.
+
+        The queue has a fixed name and survives a recorder restart, so events sent while the
+        recorder is down wait for it (several recorders share the queue safely: writes merge).
+        """
         with self._app.connection_for_read() as conn:
-            receiver = self._app.events.Receiver(conn, handlers={"*": self.handle})
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    receiver.capture(limit=None, timeout=self._flush_interval, wakeup=False)
+            receiver = self._app.events.Receiver(
+                conn,
+                handlers={"*": self.handle},
+                node_id=EVENT_QUEUE_NODE,
+                queue_durable=True,
+                queue_exclusive=False,
+                queue_ttl=EVENT_QUEUE_TTL,
+                queue_expires=EVENT_QUEUE_TTL,
+            )
+
+            def on_iteration() -> None:
                 self.flush_if_due()
+                receiver.should_stop = stop.is_set()
+
+            receiver.on_iteration = on_iteration
+            for _ in receiver.consume(
+                limit=None, timeout=None, safety_interval=self._flush_interval
+            ):
+                pass
 
     def handle(self, event: dict[str, Any]) -> None:
         etype = str(event.get("type", ""))

@@ -1,0 +1,89 @@
+"""``create_app``: the one web process, serving the JSON API, the console and its static files."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+import mainspring
+from mainspring.api import jobs, runs
+from mainspring.api.auth import SESSION_COOKIE, SESSION_MAX_AGE_S
+from mainspring.api.errors import install_error_handlers, is_api_request
+from mainspring.api.schemas import Health
+from mainspring.console import login, pages
+from mainspring.console.render import STATIC_DIR, make_templates
+from mainspring.context import AppContext
+
+API_PREFIX = "/api/v1"
+DOCS_PATH = "/api/docs"
+
+# Console pages load only our own files; no inline script, no framing, forms post here only.
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    """Build the web app around an open context; nothing here reads the environment."""
+    settings = ctx.settings.with_secret_key()
+    if not settings.secret_key:
+        raise AssertionError("with_secret_key() returned no key")
+    app = FastAPI(
+        title="Mainspring",
+        version=getattr(mainspring, "__version__", "0"),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=DOCS_PATH,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.settings = settings
+    app.state.secret_key = settings.secret_key
+    app.state.templates = make_templates(settings.timezone)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(runs.router)
+    api.include_router(jobs.router)
+    app.include_router(api)
+    app.include_router(login.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+
+    install_error_handlers(app)
+    app.middleware("http")(security_headers)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE_S,
+        same_site="lax",
+        https_only=settings.cookie_secure,
+    )
+    return app
+
+
+def healthz() -> Health:
+    """Liveness for load balancers and ``mainspring up``: no auth, no database."""
+    return Health(status="ok")
+
+
+async def security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Headers every answer gets; personal pages and API answers are never cached."""
+    response = await call_next(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    path = request.url.path
+    if path.startswith("/static/"):
+        return response
+    headers.setdefault("Cache-Control", "no-store")
+    if not is_api_request(request) and not path.startswith(DOCS_PATH):
+        headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+    return response
