@@ -34,7 +34,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         raise AssertionError("with_secret_key() returned no key")
     app = FastAPI(
         title="Mainspring",
-        version=getattr(mainspring, "__version__", "0"),
+        version=mainspring.__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=DOCS_PATH,
         redoc_url=None,

@@ -48,6 +48,7 @@ _MARKER = "pw"
 _LOGIN_AT = "iat"
 _CSRF = "csrf"
 
+
 class LoginRequired(Exception):
     """A console page was asked for without a live session; answered with a redirect."""
 

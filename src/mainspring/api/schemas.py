@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict
 class RunOut(BaseModel):
     """One run with its whole timeline; instants are ISO 8601 in UTC."""
 
-    model_config = ConfigDict(from_attributes=True)
+    # extra="forbid" also keeps the pydantic mypy plugin from adding a ``**kwargs`` to
+    # ``__init__`` that would clash with the ``kwargs`` field.
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
 
     id: str
     job_id: int | None
@@ -49,7 +51,7 @@ class RunLogOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
 
     id: int
     name: str

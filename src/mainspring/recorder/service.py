@@ -25,9 +25,15 @@ EVENT_QUEUE_TTL = 7 * 24 * 3600.0
 
 class Recorder:
     def __init__(
-        self, ctx: AppContext, app: Any, flush_interval: float = 0.1, max_batch: int = 1000
+        self,
+        ctx: AppContext,
+        app: Any,
+        flush_interval: float = 0.1,
+        max_batch: int = 1000,
+        queue_node: str = EVENT_QUEUE_NODE,
     ) -> None:
         self._ctx = ctx
+        self._queue_node = queue_node
         self._app = app
         self._flush_interval = flush_interval
         self._max_batch = max_batch
@@ -58,7 +64,7 @@ class Recorder:
             receiver = self._app.events.Receiver(
                 conn,
                 handlers={"*": self.handle},
-                node_id=EVENT_QUEUE_NODE,
+                node_id=self._queue_node,
                 queue_durable=True,
                 queue_exclusive=False,
                 queue_ttl=EVENT_QUEUE_TTL,

@@ -13,7 +13,7 @@ Clock = Callable[[], float]
 
 
 class RestartBackoff:
-    """Delays of ``initial``, 2×, 4× … capped at ``cap``; back to ``initial`` after a stable run.
+    """Delays of ``initial``, doubling up to ``cap``; back to ``initial`` after a stable run.
 
     A child that crash-loops must not spin the CPU or flood the log, yet one that ran fine for
     ``stable_after`` seconds and then crashed deserves a prompt restart: its earlier failures are

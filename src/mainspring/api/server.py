@@ -1,0 +1,71 @@
+"""``serve``: run the web app in this process with uvicorn.
+
+We bind the listening socket ourselves and hand it to uvicorn: a taken port becomes one clear
+``ConfigError`` instead of a traceback from inside the server, and there is no window
+between checking the port and using it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+
+import uvicorn
+
+from mainspring.api.app import create_app
+from mainspring.context import AppContext
+from mainspring.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (with SO_REUSEADDR), or a ConfigError saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"cannot resolve web host {host!r} ({exc.strerror}); set MAINSPRING_WEB_HOST"
+        ) from None
+    family, kind, proto, _canon, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use; "
+                "set MAINSPRING_WEB_PORT or stop the other process"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); "
+            "set MAINSPRING_WEB_HOST / MAINSPRING_WEB_PORT"
+        ) from None
+    return sock
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early (before starting other processes) if the web port cannot be bound."""
+    bind_socket(host, port).close()
+
+
+def serve(ctx: AppContext) -> None:
+    """Serve the API and console on ``web_host:web_port`` until interrupted."""
+    host, port = ctx.settings.web_host, ctx.settings.web_port
+    sock = bind_socket(host, port)
+    try:
+        config = uvicorn.Config(
+            create_app(ctx),
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=False,
+            server_header=False,
+        )
+        log.info("web console and API on http://%s:%d", host, sock.getsockname()[1])
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

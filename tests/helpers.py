@@ -1,0 +1,84 @@
+"""Test helpers: polling with a deadline, and child processes that never outlive a test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import psutil
+
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T | None], timeout: float, interval: float = 0.1, what: str = "") -> T:
+    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(interval)
+
+
+def mainspring_process(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m mainspring ARGS`` in its own session, output to ``log``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MAINSPRING_")}
+    full_env.update(env)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mainspring", *args],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+        )
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_process_tree(proc: subprocess.Popen[bytes], grace: float = 20.0) -> list[int]:
+    """SIGTERM the process, wait, SIGKILL what is left; return pids that outlived the grace."""
+    family = [proc.pid] + [p.pid for p in descendants(proc.pid)]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _, alive = psutil.wait_procs(_existing(family), timeout=5)
+    survivors = [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    return survivors
+
+
+def _existing(pids: list[int]) -> list[psutil.Process]:
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return procs
