@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,17 +58,13 @@ def stop_process_tree(proc: subprocess.Popen[bytes], grace: float = 20.0) -> lis
     family = [proc.pid] + [p.pid for p in descendants(proc.pid)]
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
     _, alive = psutil.wait_procs(_existing(family), timeout=5)
     survivors = [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -77,8 +74,6 @@ def stop_process_tree(proc: subprocess.Popen[bytes], grace: float = 20.0) -> lis
 def _existing(pids: list[int]) -> list[psutil.Process]:
     procs = []
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
     return procs

@@ -105,11 +105,15 @@ def test_scheduled_shell_job_runs_and_is_recorded_with_its_output(system: AppCon
         )
     runs = poll(lambda: _succeeded_runs(ctx, job.id), timeout=60, what="a succeeded run")
     run = runs[0]
-    assert run.worker and run.worker.startswith("w-")
-    assert run.scheduled_for is not None and run.sent_at is not None
-    assert run.started_at is not None and run.finished_at is not None
+    assert run.worker
+    assert run.worker.startswith("w-")
+    assert run.scheduled_for is not None
+    assert run.sent_at is not None
+    assert run.started_at is not None
+    assert run.finished_at is not None
     assert run.started_at <= run.finished_at
-    assert run.lateness_ms is not None and run.lateness_ms >= 0
+    assert run.lateness_ms is not None
+    assert run.lateness_ms >= 0
     assert run.result == {"exit_code": 0, "output_tail": "backup-done\nwarn\n"}
 
     def log_of_run() -> str:

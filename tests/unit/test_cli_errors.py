@@ -18,7 +18,8 @@ def test_unknown_option_is_one_line(capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: No such option")
-    assert "--frobnicate" in lines[0] and "mainspring up --help" in lines[0]
+    assert "--frobnicate" in lines[0]
+    assert "mainspring up --help" in lines[0]
 
 
 def test_invalid_cron_is_one_line_and_stores_nothing(capsys, tmp_path, monkeypatch):
@@ -85,8 +86,11 @@ def test_job_add_and_list_round_trip(capsys, tmp_path, monkeypatch):
         capsys,
     )
     assert code == 0
-    assert "next: " in out and "T02:00:00+08:00" in out
+    assert "next: " in out
+    assert "T02:00:00+08:00" in out
     code, out, _ = run_cli(["jobs", "list"], capsys)
-    assert "backup" in out and "0 2 * * *" in out
+    assert "backup" in out
+    assert "0 2 * * *" in out
     code, _, err = run_cli(["jobs", "add", "backup", "--every", "5s", "--task", "t"], capsys)
-    assert code == 1 and "already exists" in err
+    assert code == 1
+    assert "already exists" in err

@@ -45,7 +45,8 @@ def test_hashed_minute_is_stable_per_job_and_differs_between_jobs():
         for i in range(20)
     }
     assert first == again
-    assert first is not None and first.hour == 2
+    assert first is not None
+    assert first.hour == 2
     assert len(minutes) > 1
 
 
