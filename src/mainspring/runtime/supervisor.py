@@ -209,6 +209,7 @@ class Supervisor:
         tree = _descendants(proc.pid)  # before signalling: orphans cannot be traced later
         log.info("stopping %s (pid %d)", name, proc.pid, extra={"child": name, "pid": proc.pid})
         _signal_group(proc.pid, signal.SIGTERM)
+        _terminate_outside_group(tree, proc.pid)
         deadline = time.monotonic() + self._grace
         if not _wait_until(lambda: _has_exited(proc.pid) and not _alive(tree), deadline):
             log.warning(
@@ -264,6 +265,16 @@ def _alive(processes: Iterable[psutil.Process]) -> bool:
         except psutil.Error:
             continue
     return False
+
+
+def _terminate_outside_group(processes: Iterable[psutil.Process], pgid: int) -> None:
+    """SIGTERM descendants that left the group (setsid): the group signal missed them."""
+    for process in processes:
+        try:
+            if os.getpgid(process.pid) != pgid:
+                process.terminate()
+        except (OSError, psutil.Error):
+            continue
 
 
 def _kill(processes: Iterable[psutil.Process]) -> None:

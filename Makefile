@@ -1,0 +1,25 @@
+# Two commands: `make run` (the whole system on this machine) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install lint
+
+$(BIN)/mainspring: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/mainspring
+
+install: $(BIN)/mainspring
+
+run: install
+	$(BIN)/mainspring up
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
