@@ -128,7 +128,7 @@ def session_principal(request: Request, db: Session, secret_key: str) -> Princip
 # --- dependencies -----------------------------------------------------------------------
 
 
-def _basic_credentials(value: str) -> tuple[str, str] | None:
+def parse_basic_credentials(value: str) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -141,7 +141,7 @@ def _header_principal(db: Session, header: str) -> Principal | None:
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "basic":
-        creds = _basic_credentials(value)
+        creds = parse_basic_credentials(value)
         return principal_for_password(db, *creds) if creds else None
     if scheme.lower() == "bearer" and value:
         return principal_for_token(db, value)

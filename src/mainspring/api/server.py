@@ -17,7 +17,9 @@ from mainspring.api.app import create_app
 from mainspring.context import AppContext
 from mainspring.errors import ConfigError
 
-log = logging.getLogger(__name__)
+# uvicorn configures (only) its own loggers; with a pre-bound socket it does not print the
+# address, so we say it through its logger.
+log = logging.getLogger("uvicorn.error")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -65,7 +67,7 @@ def serve(ctx: AppContext) -> None:
             proxy_headers=False,
             server_header=False,
         )
-        log.info("web console and API on http://%s:%d", host, sock.getsockname()[1])
+        log.info("Mainspring console and API on http://%s:%d", host, sock.getsockname()[1])
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

@@ -41,6 +41,7 @@ EXAMPLE_JOB = job_service.JobSpec(
 def up(state: CliState, allow_shell: bool, concurrency: int | None, no_example: bool) -> None:
     """Run web, scheduler, recorder and a worker (and an embedded broker) on this machine."""
     from mainspring.api.server import check_port_free
+    from mainspring.runtime.state import remove_embedded_state
     from mainspring.runtime.supervisor import ChildSpec, Supervisor
 
     settings = state.settings().with_secret_key()
@@ -71,7 +72,11 @@ def up(state: CliState, allow_shell: bool, concurrency: int | None, no_example: 
     supervisor = Supervisor(children)
     click.echo(f"Mainspring console: http://{settings.web_host}:{settings.web_port}/")
     click.echo(f"data directory: {settings.data_dir}   (Ctrl-C stops everything)")
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        if settings.uses_embedded_broker:
+            remove_embedded_state(settings.data_dir)
 
 
 def _first_start(ctx: AppContext, create_example: bool) -> None:
@@ -89,13 +94,16 @@ def _first_start(ctx: AppContext, create_example: bool) -> None:
 
 
 def _embedded_broker(settings: Settings, env: dict[str, str]) -> ChildSpec:
-    from mainspring.runtime.embedded_redis import EmbeddedRedis, write_embedded_state
+    """The embedded Redis as the first child; its URL is handed to the other children and
+    noted in the data directory for CLI commands and workers started later on this host."""
+    from mainspring.runtime.embedded_redis import EmbeddedRedis
+    from mainspring.runtime.state import write_embedded_state
 
     redis = EmbeddedRedis(settings.data_dir)
-    argv = redis.command()
+    spec = redis.child_spec()
     env["MAINSPRING_BROKER_URL"] = redis.url
     write_embedded_state(settings.data_dir, redis.url)
-    return ChildSpec(name="redis", argv=argv, ready=redis.wait_ready)
+    return spec
 
 
 def _child_env(settings: Settings, state: CliState) -> dict[str, str]:
