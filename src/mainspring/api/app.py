@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -36,7 +39,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         title="Mainspring",
         version=mainspring.__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=DOCS_PATH,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -52,6 +55,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    mount_api_docs(app)
 
     install_error_handlers(app)
     app.middleware("http")(security_headers)
@@ -64,6 +68,27 @@ def create_app(ctx: AppContext) -> FastAPI:
         https_only=settings.cookie_secure,
     )
     return app
+
+
+def mount_api_docs(app: FastAPI) -> None:
+    """Swagger UI served from the installed ``swagger-ui-bundle`` wheel: no CDN, so the docs
+    work in a closed network."""
+    app.mount(
+        f"{DOCS_PATH}/assets",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger-assets",
+    )
+
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title="Mainspring API",
+            swagger_js_url=f"{DOCS_PATH}/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_PATH}/assets/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_PATH}/assets/favicon-32x32.png",
+        )
+
+    app.add_api_route(DOCS_PATH, docs, methods=["GET"], include_in_schema=False)
 
 
 def healthz() -> Health:

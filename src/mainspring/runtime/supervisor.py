@@ -125,7 +125,7 @@ class Supervisor:
                 return False
             self._spawn(child)
             if child.spec.ready is not None:
-                pass
+                child.spec.ready()
         return not self._stopping()
 
     def _spawn(self, child: _Child) -> None:
