@@ -53,6 +53,14 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def cmdline(process: psutil.Process) -> list[str]:
+    """The command line, or [] for a process that is gone or a zombie."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def stop_process_tree(proc: subprocess.Popen[bytes], grace: float = 20.0) -> list[int]:
     """SIGTERM the process, wait, SIGKILL what is left; return pids that outlived the grace."""
     family = [proc.pid] + [p.pid for p in descendants(proc.pid)]

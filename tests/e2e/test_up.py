@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers import descendants, mainspring_process, poll, stop_process_tree
+from tests.helpers import cmdline, descendants, mainspring_process, poll, stop_process_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +125,7 @@ def test_stopping_leaves_no_process_behind(system: System) -> None:
         timeout=30,
         what="all children to start",
     )
-    names = " ".join(" ".join(p.cmdline()) for p in family)
+    names = " ".join(" ".join(cmdline(p)) for p in family)
     for role in ("redis-server", "web", "scheduler", "recorder", "worker"):
         assert role in names
     assert stop_process_tree(system.proc, grace=30) == []
@@ -136,7 +136,7 @@ def test_stopping_leaves_no_process_behind(system: System) -> None:
 def test_a_killed_role_is_restarted(system: System) -> None:
     def scheduler_pid() -> int | None:
         for p in descendants(system.proc.pid):
-            if "scheduler" in p.cmdline():
+            if "scheduler" in cmdline(p):
                 return p.pid
         return None
 

@@ -94,3 +94,20 @@ def test_job_add_and_list_round_trip(capsys, tmp_path, monkeypatch):
     code, _, err = run_cli(["jobs", "add", "backup", "--every", "5s", "--task", "t"], capsys)
     assert code == 1
     assert "already exists" in err
+
+
+def test_port_in_use_is_one_line(capsys, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("MAINSPRING_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("MAINSPRING_WEB_PORT", str(port))
+        code, _, err = run_cli(["up"], capsys)
+    assert code == 1
+    assert err.strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use; "
+        "set MAINSPRING_WEB_PORT or stop the other process"
+    )

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from mainspring.errors import ConfigError, ServiceUnavailableError
 from mainspring.runtime.state import write_private
@@ -104,7 +106,14 @@ class EmbeddedRedis:
         """Block until Redis answers PING, so children that need the broker can start."""
         deadline = time.monotonic() + timeout
         pause = threading.Event()
-        client = redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1.0)
+        client = redis.Redis(
+            host=HOST,
+            port=self.port,
+            password=self.password,
+            socket_connect_timeout=1.0,
+            socket_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),  # this loop retries, within the deadline
+        )
         try:
             while True:
                 try:

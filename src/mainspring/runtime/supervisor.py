@@ -201,7 +201,7 @@ class Supervisor:
             self._stop_child(child)
 
     def _stop_child(self, child: _Child) -> None:
-        """SIGTERM the group, wait up to the grace period, then SIGKILL group and stragglers."""
+        """SIGTERM group and escaped descendants, wait up to ``grace``, then SIGKILL them all."""
         proc = child.proc
         if proc is None:
             return
