@@ -36,6 +36,7 @@ class RunLogEmitter:
         self._truncated = False
         self._last_flush = time.monotonic()
         self._stream = "stdout"
+        self._first_at: datetime | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -55,6 +56,8 @@ class RunLogEmitter:
                 self._truncated = True
                 self._flush_locked()
                 return
+            if self._first_at is None:
+                self._first_at = datetime.now(UTC)
             self._chunks.append(text)
             self._total += size
             self._pending += size
@@ -65,19 +68,28 @@ class RunLogEmitter:
         with self._lock:
             self._flush_locked()
 
+    def flush_if_stale(self, max_age: float = FLUSH_SECONDS) -> None:
+        """Send what has waited longer than ``max_age`` seconds (called by a timer thread, so
+        a task that prints once and then sleeps is still followed live)."""
+        with self._lock:
+            if self._chunks and time.monotonic() - self._last_flush >= max_age:
+                self._flush_locked()
+
     def _flush_locked(self) -> None:
         self._last_flush = time.monotonic()
         if not self._chunks:
             return
         text = "".join(self._chunks)
+        at = self._first_at or datetime.now(UTC)
         self._chunks.clear()
         self._pending = 0
+        self._first_at = None
         self._send(
             LOG_EVENT,
             seq=self._seq,
             stream=self._stream,
             text=text,
-            at=datetime.now(UTC).isoformat(),
+            at=at.isoformat(),
             truncated=self._truncated,
         )
         self._seq += 1
