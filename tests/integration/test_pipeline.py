@@ -29,9 +29,10 @@ from tests.helpers import mainspring_process, poll, stop_process_tree
 pytestmark = pytest.mark.celery
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=["embedded_redis", "redis", "rabbitmq"])
 def broker_url(request: pytest.FixtureRequest) -> str:
-    request.applymarker(getattr(pytest.mark, request.param))
+    if request.param != "embedded_redis":
+        request.applymarker(getattr(pytest.mark, request.param))
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 

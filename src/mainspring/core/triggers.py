@@ -3,10 +3,18 @@
 A trigger is stored as versioned JSON (``{"v": 1, "kind": "cron", ...}``); ``parse_trigger``
 turns it into one of the dataclasses below and rejects anything invalid with a
 ``ValidationError`` naming the field.
+
+Cron is evaluated on local wall-clock time (croniter on naive datetimes) and each wall time is
+then mapped to an instant by our daylight-saving rule (see ``resolve_local``):
+
+- a local time that does not exist (spring forward) fires at the first valid instant after it,
+  i.e. the instant of the transition (02:30 on a 02:00→03:00 day fires at 03:00);
+- a local time that occurs twice (fall back) fires once, at its first occurrence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +27,17 @@ from mainspring.errors import ValidationError
 
 TRIGGER_VERSION = 1
 MIN_INTERVAL_MS = 10
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# Candidates skipped in a row before giving up (a repeated hour of a per-second cron is 3,600).
+_MAX_SKIPPED = 10_000
 
 
 @dataclass(frozen=True)
@@ -28,8 +47,13 @@ class CronTrigger:
     expr: str
 
     @property
+    def expanded(self) -> str:
+        """The expression with a macro replaced by its fields (so ``H`` is never implied)."""
+        return MACROS.get(self.expr.lower(), self.expr)
+
+    @property
     def has_seconds(self) -> bool:
-        return len(self.expr.split()) == 6
+        return len(self.expanded.split()) == 6
 
 
 @dataclass(frozen=True)
@@ -55,13 +79,15 @@ Trigger = CronTrigger | IntervalTrigger | OnceTrigger | ManualTrigger
 
 def parse_trigger(spec: dict[str, Any]) -> Trigger:
     """Validate a stored or submitted trigger spec."""
+    if not isinstance(spec, dict):
+        raise ValidationError("trigger", "must be an object with a 'kind'")
     kind = spec.get("kind")
     if kind == TriggerKind.CRON:
         return _parse_cron(spec.get("expr"))
     if kind == TriggerKind.INTERVAL:
         return _parse_interval(spec)
     if kind == TriggerKind.ONCE:
-        return OnceTrigger(at=_parse_instant(spec.get("at"), "trigger.at"))
+        return OnceTrigger(at=parse_instant(spec.get("at"), "trigger.at"))
     if kind == TriggerKind.MANUAL:
         return ManualTrigger()
     allowed = ", ".join(k.value for k in TriggerKind)
@@ -98,7 +124,7 @@ def zone(name: str) -> ZoneInfo:
     """An IANA zone, or a ValidationError on ``timezone``."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise ValidationError("timezone", f"unknown IANA time zone {name!r}") from None
 
 
@@ -112,6 +138,23 @@ def next_fire(
         return _next_interval(trigger, after)
     if isinstance(trigger, OnceTrigger):
         return trigger.at if trigger.at > after else None
+    return None
+
+
+def previous_fire(
+    trigger: Trigger, before: datetime, tz: ZoneInfo, hash_id: str = ""
+) -> datetime | None:
+    """The last fire strictly before ``before``, in UTC (the default data-window start)."""
+    if isinstance(trigger, CronTrigger):
+        return _previous_cron(trigger, before, tz, hash_id)
+    if isinstance(trigger, IntervalTrigger):
+        if before <= trigger.anchor:
+            return None
+        step = timedelta(milliseconds=trigger.every_ms)
+        n = -((trigger.anchor - before) // step) - 1  # ceil((before - anchor) / step) - 1
+        return trigger.anchor + n * step
+    if isinstance(trigger, OnceTrigger):
+        return trigger.at if trigger.at < before else None
     return None
 
 
@@ -130,40 +173,25 @@ def preview(
     return fires
 
 
-def _parse_cron(expr: Any) -> CronTrigger:
-    if not isinstance(expr, str) or not expr.strip():
-        raise ValidationError("trigger.expr", "a cron expression is required")
-    expr = " ".join(expr.split())
-    fields = len(expr.split())
-    if not expr.startswith("@") and fields not in (5, 6):
-        raise ValidationError(
-            "trigger.expr", f"{expr!r} has {fields} fields; use 5, or 6 with leading seconds"
-        )
-    try:
-        croniter(
-            expr, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=fields == 6, hash_id="x"
-        ).get_next(datetime)
-    except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError) as exc:
-        raise ValidationError("trigger.expr", f"invalid cron expression {expr!r}: {exc}") from None
-    return CronTrigger(expr=expr)
+def resolve_local(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The UTC instant of naive local time ``wall``: its first occurrence when it is repeated,
+    the transition instant (first valid instant after it) when it does not exist."""
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == wall:
+        return first
+    second = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    lo, hi = int(min(first, second).timestamp()), int(max(first, second).timestamp())
+    while lo < hi:  # the first whole second whose wall time is past ``wall``
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) > wall:
+            hi = mid
+        else:
+            lo = mid + 1
+    return datetime.fromtimestamp(lo, UTC)
 
 
-def _parse_interval(spec: dict[str, Any]) -> IntervalTrigger:
-    every = spec.get("every_ms")
-    if not isinstance(every, int) or isinstance(every, bool):
-        raise ValidationError("trigger.every_ms", "must be an integer number of milliseconds")
-    if every < MIN_INTERVAL_MS:
-        raise ValidationError("trigger.every_ms", f"must be at least {MIN_INTERVAL_MS} ms")
-    anchor_raw = spec.get("anchor")
-    anchor = (
-        _parse_instant(anchor_raw, "trigger.anchor")
-        if anchor_raw is not None
-        else datetime.now(UTC).replace(microsecond=0)
-    )
-    return IntervalTrigger(every_ms=every, anchor=anchor)
-
-
-def _parse_instant(value: Any, field: str) -> datetime:
+def parse_instant(value: Any, field: str) -> datetime:
+    """An aware ISO 8601 date-time (or datetime) as UTC, or a ValidationError on ``field``."""
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -178,13 +206,81 @@ def _parse_instant(value: Any, field: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _next_cron(trigger: CronTrigger, after: datetime, tz: ZoneInfo, hash_id: str) -> datetime:
-    local = after.astimezone(tz)
-    it = croniter(
-        trigger.expr, local, second_at_beginning=trigger.has_seconds, hash_id=hash_id or None
+def _parse_cron(expr: Any) -> CronTrigger:
+    if not isinstance(expr, str) or not expr.strip():
+        raise ValidationError("trigger.expr", "a cron expression is required")
+    expr = " ".join(expr.split())
+    if expr.startswith("@") and expr.lower() not in MACROS:
+        raise ValidationError(
+            "trigger.expr", f"unknown macro {expr!r}; use one of {', '.join(MACROS)}"
+        )
+    trigger = CronTrigger(expr=expr)
+    fields = len(trigger.expanded.split())
+    if fields not in (5, 6):
+        raise ValidationError(
+            "trigger.expr", f"{expr!r} has {fields} fields; use 5, or 6 with leading seconds"
+        )
+    try:
+        croniter(
+            trigger.expanded, datetime(2000, 1, 1), second_at_beginning=fields == 6, hash_id="x"
+        ).get_next(datetime)
+    except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError) as exc:
+        raise ValidationError("trigger.expr", f"invalid cron expression {expr!r}: {exc}") from None
+    return trigger
+
+
+def _parse_interval(spec: dict[str, Any]) -> IntervalTrigger:
+    every = spec.get("every_ms")
+    if not isinstance(every, int) or isinstance(every, bool):
+        raise ValidationError("trigger.every_ms", "must be an integer number of milliseconds")
+    if every < MIN_INTERVAL_MS:
+        raise ValidationError("trigger.every_ms", f"must be at least {MIN_INTERVAL_MS} ms")
+    anchor_raw = spec.get("anchor")
+    anchor = (
+        parse_instant(anchor_raw, "trigger.anchor")
+        if anchor_raw is not None
+        else datetime.now(UTC).replace(microsecond=0)
     )
-    nxt: datetime = it.get_next(datetime)
-    return nxt.astimezone(UTC)
+    return IntervalTrigger(every_ms=every, anchor=anchor)
+
+
+def _cron_candidates(
+    trigger: CronTrigger, start: datetime, tz: ZoneInfo, hash_id: str, backwards: bool = False
+) -> Iterator[datetime]:
+    """Instants of successive local wall times after (or before) ``start``'s wall time."""
+    wall = start.astimezone(tz).replace(tzinfo=None)
+    it = croniter(
+        trigger.expanded, wall, second_at_beginning=trigger.has_seconds, hash_id=hash_id or None
+    )
+    step = it.get_prev if backwards else it.get_next
+    for _ in range(_MAX_SKIPPED):
+        try:
+            local: datetime = step(datetime)
+        except CroniterBadDateError:
+            return
+        yield resolve_local(local, tz)
+
+
+def _next_cron(trigger: CronTrigger, after: datetime, tz: ZoneInfo, hash_id: str) -> datetime | None:
+    # Candidates at or before ``after`` are repeated wall times already fired in the first pass.
+    for candidate in _cron_candidates(trigger, after, tz, hash_id):
+        if candidate > after:
+            return candidate
+    return None
+
+
+def _previous_cron(
+    trigger: CronTrigger, before: datetime, tz: ZoneInfo, hash_id: str
+) -> datetime | None:
+    # Wall order and instant order differ by at most a DST shift: search from a margin past it.
+    best: datetime | None = None
+    margin = timedelta(hours=3)
+    for candidate in _cron_candidates(trigger, before + margin, tz, hash_id, backwards=True):
+        if candidate < before and (best is None or candidate > best):
+            best = candidate
+        if best is not None and candidate < best - margin:
+            break
+    return best
 
 
 def _next_interval(trigger: IntervalTrigger, after: datetime) -> datetime:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mainspring.core.states import RunState, advances
+from mainspring.recorder.masking import mask_repr
 
 TASK_EVENT_STATES = {
     "task-sent": RunState.SENT,
@@ -55,6 +56,7 @@ class LogChunk:
     at: datetime
     stream: str
     text: str
+    truncated: bool = False
 
 
 @dataclass
@@ -72,12 +74,35 @@ class RunPatch:
         if advances(self.state, state):
             self.state = state
 
+    def merge(self, other: RunPatch) -> None:
+        """Take in what ``other`` says (a batch that could not be written, say)."""
+        for key, value in other.values.items():
+            if key == "attempt":
+                self.values[key] = max(int(value), int(self.values.get(key, 0)))
+            else:
+                self.set_first(key, value)
+        if other.state is not None:
+            self.move_to(other.state)
+        self.logs.extend(other.logs)
+
 
 def event_time(event: dict[str, Any]) -> datetime:
     ts = event.get("timestamp")
     if isinstance(ts, int | float):
         return datetime.fromtimestamp(ts, UTC)
     return datetime.now(UTC)
+
+
+def _chunk_time(event: dict[str, Any]) -> datetime:
+    """When the chunk's first line was written (``at``), else when the event was sent."""
+    at = event.get("at")
+    if isinstance(at, str):
+        try:
+            parsed = datetime.fromisoformat(at)
+        except ValueError:
+            return event_time(event)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return event_time(event)
 
 
 def fold(patches: dict[str, RunPatch], event: dict[str, Any]) -> None:
@@ -91,9 +116,10 @@ def fold(patches: dict[str, RunPatch], event: dict[str, Any]) -> None:
         patch.logs.append(
             LogChunk(
                 seq=int(event.get("seq", 0)),
-                at=event_time(event),
+                at=_chunk_time(event),
                 stream=str(event.get("stream", "stdout"))[:16],
                 text=str(event.get("text", "")),
+                truncated=bool(event.get("truncated")),
             )
         )
         return
@@ -133,4 +159,4 @@ def _copy_fields(patch: RunPatch, event: dict[str, Any], etype: str) -> None:
         patch.set_first(target, value)
     for source in ("args", "kwargs"):
         if event.get(source) is not None:
-            patch.set_first(f"{source}_repr", event[source])
+            patch.set_first(f"{source}_repr", mask_repr(str(event[source])))

@@ -14,14 +14,17 @@ from sqlalchemy.orm import Session
 from mainspring.core.states import RunState, TriggerSource, WorkerStatus, advances
 from mainspring.db.models import Job, Run, RunLog, Worker
 from mainspring.recorder.fold import RunPatch
+from mainspring.recorder.masking import mask_value
+from mainspring.worker.runlog import DEFAULT_CAP_BYTES, TRUNCATION_MARKER
 
 RESULT_CAP_BYTES = 64 * 1024
-LOG_CAP_BYTES = 1024 * 1024
+LOG_CAP_BYTES = DEFAULT_CAP_BYTES
+MARKER_ROOM = 4 * 1024
 _RUN_COLUMNS = set(Run.__table__.columns.keys())
 
 
 def write_runs(
-    session: Session, patches: dict[str, RunPatch], results: dict[str, Any], now: datetime
+    session: Session, patches: dict[str, RunPatch], now: datetime, log_cap: int = LOG_CAP_BYTES
 ) -> None:
     """Merge patches into ``runs`` (creating rows for runs sent by plain Celery clients)."""
     if not patches:
@@ -30,14 +33,14 @@ def write_runs(
         run.id: run for run in session.scalars(select(Run).where(Run.id.in_(list(patches))))
     }
     for run_id, patch in patches.items():
-        run = existing.get(run_id) or _new_external_run(session, patch, now)
+        run = existing.get(run_id)
+        if run is None:
+            run = existing[run_id] = _new_external_run(session, patch, now)
         _apply(run, patch, now)
-        if run_id in results:
-            run.result = results[run_id]
         if run.job_id is not None and patch.state is not None and run.state == patch.state.value:
             _update_job_last_state(session, run)
     session.flush()
-    _append_logs(session, [p for p in patches.values() if p.logs], existing)
+    _append_logs(session, [p for p in patches.values() if p.logs], existing, log_cap)
 
 
 def _new_external_run(session: Session, patch: RunPatch, now: datetime) -> Run:
@@ -77,7 +80,18 @@ def _apply(run: Run, patch: RunPatch, now: datetime) -> None:
         run.state = patch.state.value
     if run.started_at and run.finished_at and run.runtime_ms is None:
         run.runtime_ms = (run.finished_at - run.started_at).total_seconds() * 1000
+    _mask_arguments(run)
     run.updated_at = now
+
+
+def _mask_arguments(run: Run) -> None:
+    """Secrets never stay in stored arguments, whoever wrote them (assign only on change, so
+    an untouched row is not rewritten)."""
+    for column in ("args", "kwargs"):
+        value = getattr(run, column)
+        masked = mask_value(value)
+        if masked != value:
+            setattr(run, column, masked)
 
 
 def _update_job_last_state(session: Session, run: Run) -> None:
@@ -87,7 +101,11 @@ def _update_job_last_state(session: Session, run: Run) -> None:
         job.last_run_id = run.id
 
 
-def _append_logs(session: Session, patches: list[RunPatch], runs: dict[str, Run]) -> None:
+def _append_logs(
+    session: Session, patches: list[RunPatch], runs: dict[str, Run], log_cap: int
+) -> None:
+    """Store chunks in order, once each; past ``log_cap`` (plus room for the worker's own
+    marker) one marker is stored and the rest dropped."""
     if not patches:
         return
     keys = [(p.run_id, c.seq) for p in patches for c in p.logs]
@@ -105,9 +123,11 @@ def _append_logs(session: Session, patches: list[RunPatch], runs: dict[str, Run]
                 continue
             size = len(chunk.text.encode("utf-8", "replace"))
             text = chunk.text
-            if run.log_bytes + size > LOG_CAP_BYTES:
-                text = f"\n[mainspring: log truncated at {LOG_CAP_BYTES} bytes]\n"
+            if run.log_bytes + size > log_cap + MARKER_ROOM:
+                text = TRUNCATION_MARKER.format(cap=log_cap)
                 run.log_truncated = True
+            elif chunk.truncated:
+                run.log_truncated = True  # the worker hit its cap and sent its marker
             session.add(
                 RunLog(run_id=run.id, seq=chunk.seq, at=chunk.at, stream=chunk.stream, text=text)
             )

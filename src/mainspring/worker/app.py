@@ -8,6 +8,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from mainspring.settings import Settings
+from mainspring.worker.tracking import install_tracking
 
 BUILTIN_TASK_MODULES = ["mainspring.worker.builtin"]
 
@@ -17,6 +18,7 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     recorder needs (task-sent included, so that any client's tasks are recorded)."""
     app = Celery("mainspring", set_as_current=False)
     app.conf.update(_celery_config(settings, include or []))
+    install_tracking(app)
     return app
 
 

@@ -17,22 +17,28 @@ LOG_EVENT = "task-log"
 FLUSH_SECONDS = 0.2
 FLUSH_BYTES = 32 * 1024
 DEFAULT_CAP_BYTES = 1024 * 1024
+SEQ_PER_ATTEMPT = 1_000_000
 TRUNCATION_MARKER = "\n[mainspring: log truncated at {cap} bytes]\n"
 
 Sender = Callable[..., Any]
 
 
 class RunLogEmitter:
-    """Buffers a run's output and sends it in numbered chunks; safe to call from threads."""
+    """Buffers a run's output and sends it in numbered chunks; safe to call from threads.
 
-    def __init__(self, send: Sender, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
+    ``first_seq`` lets each attempt of a retried run number its chunks apart from the others.
+    """
+
+    def __init__(
+        self, send: Sender, cap_bytes: int = DEFAULT_CAP_BYTES, first_seq: int = 0
+    ) -> None:
         self._send = send
         self._cap = cap_bytes
         self._lock = threading.Lock()
         self._chunks: list[str] = []
         self._pending = 0
         self._total = 0
-        self._seq = 0
+        self._seq = first_seq
         self._truncated = False
         self._last_flush = time.monotonic()
         self._stream = "stdout"

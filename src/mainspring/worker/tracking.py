@@ -20,10 +20,15 @@ import threading
 import time
 from typing import IO, Any
 
-from celery import Celery, Task
-from celery import signals
+from celery import Celery, Task, signals
 
-from mainspring.worker.runlog import DEFAULT_CAP_BYTES, FLUSH_SECONDS, RunLogEmitter, Sender
+from mainspring.worker.runlog import (
+    DEFAULT_CAP_BYTES,
+    FLUSH_SECONDS,
+    SEQ_PER_ATTEMPT,
+    RunLogEmitter,
+    Sender,
+)
 
 LOG_CAP_SETTING = "mainspring_log_cap_bytes"
 # Celery's own bookkeeping (and the transport under it) is not the task's output; the
@@ -53,8 +58,9 @@ class _Tracker:
         if task.request.is_eager:
             return
         self._setup_process()
-        cap = int(task.app.conf.get(LOG_CAP_SETTING) or DEFAULT_CAP_BYTES)
-        emitter = RunLogEmitter(self._guarded(_sender(task.app, run_id, task.request.hostname)), cap)
+        send = self._guarded(_sender(task.app, run_id, task.request.hostname))
+        first_seq = int(task.request.retries or 0) * SEQ_PER_ATTEMPT
+        emitter = RunLogEmitter(send, _cap(task), first_seq)
         self.local.emitter = emitter
         with self.lock:
             self.active[run_id] = emitter
@@ -177,7 +183,11 @@ def run_log(task: Task) -> RunLogEmitter:
     emitter = _TRACKER.current()
     if emitter is not None:
         return emitter
-    return RunLogEmitter(task.send_event, int(task.app.conf.get(LOG_CAP_SETTING) or 0) or DEFAULT_CAP_BYTES)
+    return RunLogEmitter(task.send_event, _cap(task))
+
+
+def _cap(task: Task) -> int:
+    return int(task.app.conf.get(LOG_CAP_SETTING) or DEFAULT_CAP_BYTES)
 
 
 def install_tracking(app: Celery) -> None:

@@ -1,0 +1,126 @@
+"""The base class of every task a Mainspring worker runs (built-in or the user's own).
+
+Two hooks, both pool-independent:
+
+- ``GuardedRequest.revoked`` runs in the worker's main process just before a run goes to the
+  pool: the duplicate-delivery guard and stored revocations (``worker.guard``) decide there, so a
+  discarded duplicate never sends ``task-started`` nor touches the result backend.
+- ``MainspringTask.__call__`` applies the retry policy a run carries in its
+  ``mainspring_retry`` header (exponential backoff with full jitter), so retries work for any
+  task without decorating it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from celery.worker.request import Request
+from celery.worker.state import task_ready
+from pydantic import BaseModel, Field, ValidationError
+
+from mainspring.worker.guard import Verdict, holder_id, holder_is_gone, run_store
+
+logger = logging.getLogger("mainspring.worker")
+
+RETRY_HEADER = "mainspring_retry"
+
+
+class RetryPolicy(BaseModel):
+    """How often and how patiently a failed run is tried again."""
+
+    retries: int = Field(default=0, ge=0, le=100, description="extra attempts after a failure")
+    backoff: float = Field(default=1.0, gt=0, le=3600, description="first delay, seconds")
+    backoff_max: float = Field(default=600.0, gt=0, le=86400, description="delay cap, seconds")
+    jitter: bool = Field(default=True, description="randomise each delay in [0, delay]")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: backoff × 2^attempt, capped, jittered."""
+        return float(
+            get_exponential_backoff_interval(
+                self.backoff, attempt, self.backoff_max, full_jitter=self.jitter
+            )
+        )
+
+
+class TaskRefusedError(Exception):
+    """The run can never succeed as given (bad parameters, not allowed here): no retry."""
+
+
+class GuardedRequest(Request):  # type: ignore[misc]
+    """A Celery request that consults the guard once before it executes."""
+
+    _mainspring_checked = False
+
+    def revoked(self) -> bool:
+        if super().revoked():
+            return True
+        if self._mainspring_checked:
+            return False
+        self._mainspring_checked = True
+        verdict = self._guard_verdict()
+        if verdict is Verdict.REVOKED:
+            logger.info("discarding run %s: revoked (stored revocation)", self.id)
+            self._announce_revoked("revoked", False, None, False)
+            return True
+        if verdict is Verdict.DUPLICATE:
+            logger.warning("run %s attempt %s already claimed; duplicate acked", self.id, self._attempt)
+            task_ready(self)
+            self.acknowledge()
+            self._already_revoked = True
+            return True
+        return False
+
+    @property
+    def _attempt(self) -> int:
+        return int(self._request_dict.get("retries") or 0)
+
+    def _guard_verdict(self) -> Verdict:
+        try:
+            store = run_store(self._app)
+            verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), False)
+            if verdict is Verdict.DUPLICATE and self.task.acks_late:
+                if holder_is_gone(store.holder(self.id, self._attempt), self.hostname):
+                    verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), True)
+        except Exception:
+            logger.exception("run guard unavailable; running %s unguarded", self.id)
+            return Verdict.RUN
+        return verdict
+
+
+class MainspringTask(Task):  # type: ignore[misc]
+    """Base task: guarded requests and header-driven retries."""
+
+    Request = GuardedRequest
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.request.called_directly:
+            return super().__call__(*args, **kwargs)
+        try:
+            return self.run(*args, **kwargs)
+        except (Retry, Ignore, Reject, TaskRefusedError, SoftTimeLimitExceeded):
+            raise
+        except Exception as exc:
+            policy = _retry_policy(self.request)
+            attempt = int(self.request.retries or 0)
+            if policy is None or attempt >= policy.retries:
+                raise
+            delay = policy.delay(attempt)
+            logger.info("run %s failed (%s); retry %d in %.1f s", self.request.id, exc, attempt + 1, delay)
+            raise self.retry(exc=exc, countdown=delay, max_retries=policy.retries) from exc
+
+
+def _retry_policy(request: Any) -> RetryPolicy | None:
+    raw = getattr(request, RETRY_HEADER, None)
+    if raw is None and isinstance(request.headers, dict):
+        raw = request.headers.get(RETRY_HEADER)
+    if not raw:
+        return None
+    try:
+        return RetryPolicy.model_validate(raw)
+    except ValidationError:
+        logger.warning("ignoring malformed %s header on run %s", RETRY_HEADER, request.id)
+        return None
