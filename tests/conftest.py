@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +152,136 @@ def embedded_redis_url(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- M3: a recorder in a thread of the test plus real worker processes --------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class RecordingSystem:
+    """A recorder (restartable, in a thread) and ``mainspring worker`` processes on one broker,
+    loading ``tests.tasks_for_tracking``. Everything started is stopped by the fixture."""
+
+    def __init__(self, broker_url: str, data_dir: Path, tmp_path: Path) -> None:
+        from mainspring.worker.app import make_celery
+
+        self.broker_url = broker_url
+        self.tmp_path = tmp_path
+        self.settings = Settings(data_dir=data_dir, broker_url=broker_url, secret_key="k")
+        self.ctx = AppContext.open(self.settings)
+        self.app = make_celery(self.settings)
+        self.env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_BROKER_URL": broker_url}
+        self.queue_node = f"test-{uuid.uuid4().hex[:8]}"
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self._recorder: tuple[threading.Thread, threading.Event] | None = None
+
+    def start_recorder(self, **options: Any) -> None:
+        from mainspring.recorder.service import Recorder, RecorderOptions
+
+        defaults: dict[str, Any] = {
+            "reconcile_interval": 1.0,
+            "inspect_interval": 2.0,
+            "worker_timeout": 6.0,
+            "retention_interval": 3600.0,
+        }
+        recorder = Recorder(
+            self.ctx,
+            self.app,
+            queue_node=self.queue_node,
+            options=RecorderOptions(**{**defaults, **options}),
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
+        thread.start()
+        self._recorder = (thread, stop)
+
+    def stop_recorder(self) -> None:
+        if self._recorder is not None:
+            thread, stop = self._recorder
+            stop.set()
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "the recorder did not stop"
+            self._recorder = None
+
+    def start_worker(
+        self, pool: str = "threads", concurrency: int = 2, queues: str = "default"
+    ) -> str:
+        from tests.helpers import mainspring_process
+
+        name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@t"
+        args = ["worker", "-P", pool, "-c", str(concurrency), "-n", name, "-Q", queues]
+        args += ["-I", "tests.tasks_for_tracking"]
+        log = self.tmp_path / f"{name}.log"
+        self.workers[name] = mainspring_process(args, self.env, log, cwd=REPO_ROOT)
+        return name
+
+    def stop_worker(self, name: str) -> list[int]:
+        from tests.helpers import stop_process_tree
+
+        return stop_process_tree(self.workers.pop(name))
+
+    def close(self) -> list[int]:
+        survivors = [pid for name in list(self.workers) for pid in self.stop_worker(name)]
+        self.stop_recorder()
+        self.app.close()
+        self.ctx.close()
+        return survivors
+
+
+@pytest.fixture
+def recording(data_dir: Path, tmp_path: Path) -> Iterator[Callable[[str], RecordingSystem]]:
+    """``recording(broker_url)`` starts nothing yet; the test starts recorder and workers."""
+    systems: list[RecordingSystem] = []
+
+    def make(broker_url: str) -> RecordingSystem:
+        system = RecordingSystem(broker_url, data_dir, tmp_path)
+        systems.append(system)
+        return system
+
+    yield make
+    survivors = [pid for system in systems for pid in system.close()]
+    assert survivors == [], f"worker processes outlived SIGTERM: {survivors}"
+
+
+class WorkerPool:
+    """``mainspring worker`` processes started by a test (M4), all stopped by the fixture."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self, env: dict[str, str], *args: str, name: str = "", cwd: Path | None = None
+    ) -> str:
+        """Start a worker named ``name`` (generated if empty) and wait until it is ready."""
+        from tests.helpers import mainspring_process, poll
+
+        name = name or f"w{len(self.procs)}-{uuid.uuid4().hex[:6]}@t"
+        log = self.tmp_path / f"{name}.log"
+        proc = mainspring_process(["worker", "-n", name, *args], env, log, cwd=cwd)
+        self.procs[name] = proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"worker {name} exited: {log.read_text()[-2000:]}")
+            return f"{name} ready." in log.read_text(errors="replace")
+
+        poll(ready, timeout=60, what=f"worker {name} to be ready")
+        return name
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: str) -> list[int]:
+        from tests.helpers import stop_process_tree
+
+        return stop_process_tree(self.procs.pop(name))
+
+
+@pytest.fixture
+def worker_pool(tmp_path: Path) -> Iterator[WorkerPool]:
+    pool = WorkerPool(tmp_path)
+    yield pool
+    survivors = [pid for name in list(pool.procs) for pid in pool.stop(name)]
+    assert survivors == [], f"worker processes outlived SIGTERM: {survivors}"

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8470, ge=0, le=65535)
     admin_password: str | None = None
+    default_queue: str = "default"
     worker_queues: list[str] = Field(default_factory=lambda: ["default"])
     worker_concurrency: int = Field(default=2, ge=1, le=512)
     worker_allow_shell: bool = False
@@ -77,6 +78,11 @@ class Settings(BaseSettings):
             check_queue_name(name)
         return value
 
+    @field_validator("default_queue")
+    @classmethod
+    def _valid_default_queue(cls, value: str) -> str:
+        return check_queue_name(value)
+
     @field_validator("task_routes")
     @classmethod
     def _valid_routes(cls, value: dict[str, str]) -> dict[str, str]:
@@ -117,6 +123,17 @@ class Settings(BaseSettings):
         if broker.startswith(("redis://", "rediss://")):
             return broker
         return "db+" + self.resolved_database_url
+
+    @property
+    def resolved_guard_url(self) -> str | None:
+        """The Redis holding run claims and revocations: configured, else the broker or the
+        result backend when either is Redis; None means the result backend's state is used."""
+        if self.guard_url:
+            return self.guard_url
+        for url in (self.resolved_broker_url, self.resolved_result_backend):
+            if url.startswith(("redis://", "rediss://")):
+                return url
+        return None
 
     def with_secret_key(self) -> Settings:
         """Return settings whose secret key is set, generating and keeping one on first start."""

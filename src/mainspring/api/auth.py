@@ -36,6 +36,7 @@ from mainspring.services.auth import (
     principal_for_token,
     session_marker,
 )
+from mainspring.services.ratelimit import LoginRateLimiter, TooManyAttempts
 
 SESSION_COOKIE = "mainspring_session"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -137,22 +138,47 @@ def parse_basic_credentials(value: str) -> tuple[str, str] | None:
     return (username, password) if sep else None
 
 
-def _header_principal(db: Session, header: str) -> Principal | None:
+def client_address(request: Request) -> str | None:
+    """The peer's address. ``mainspring web`` does not trust proxy headers, so behind a
+    reverse proxy this is the proxy's address."""
+    return request.client.host if request.client else None
+
+
+def login_limiter(request: Request) -> LoginRateLimiter:
+    """The app's one login rate limiter (per process; see ``services.ratelimit``)."""
+    limiter: LoginRateLimiter = request.app.state.login_limiter
+    return limiter
+
+
+def too_many_attempts(exc: TooManyAttempts) -> HTTPException:
+    return HTTPException(
+        status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+def _header_principal(request: Request, db: Session, header: str) -> Principal | None:
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "basic":
         creds = parse_basic_credentials(value)
-        return principal_for_password(db, *creds) if creds else None
+        if creds is None:
+            return None
+        limiter, address = login_limiter(request), client_address(request)
+        try:
+            return principal_for_password(db, *creds, limiter=limiter, address=address)
+        except TooManyAttempts as exc:
+            raise too_many_attempts(exc) from None
     if scheme.lower() == "bearer" and value:
         return principal_for_token(db, value)
     return None
 
 
 def current_user(request: Request, db: Db, secret_key: SecretKey) -> Principal:
-    """The API caller, or 401. Cookie-authenticated writes also need the CSRF header."""
+    """The API caller, or 401 (429 after too many wrong passwords). Cookie-authenticated
+    writes also need the CSRF header."""
     header = request.headers.get("authorization")
     if header:
-        principal = _header_principal(db, header)
+        principal = _header_principal(request, db, header)
         if principal is None:
             raise unauthorized("invalid credentials")
         return principal

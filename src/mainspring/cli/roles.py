@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,24 +80,44 @@ def scheduler(state: CliState) -> None:
     check_broker(settings)
     ctx = AppContext.open(settings)
     app = make_celery(settings)
+    publisher = CeleryPublisher(app)
     with stop_on_signals() as stop:
-        Scheduler(ctx, CeleryPublisher(app)).run(stop)
+        Scheduler(ctx, publisher, revoker=publisher).run(stop)
+    publisher.close()
     ctx.close()
 
 
 @click.command()
+@click.option("--retention-days", type=click.IntRange(1), help="Keep runs this many days (30).")
+@click.option("--retention-max-runs", type=click.IntRange(1), help="Keep at most N runs per job.")
+@click.option("--log-cap", type=click.IntRange(1024), help="Bytes of log kept per run (1 MiB).")
 @pass_state
-def recorder(state: CliState) -> None:
+def recorder(
+    state: CliState,
+    retention_days: int | None,
+    retention_max_runs: int | None,
+    log_cap: int | None,
+) -> None:
     """Record every run, log line and worker from Celery events."""
-    from mainspring.recorder.service import Recorder
+    from mainspring.recorder.service import Recorder, RecorderOptions
+    from mainspring.services.retention import RetentionPolicy
     from mainspring.worker.app import make_celery
 
     settings = state.settings()
     check_broker(settings)
     ctx = AppContext.open(settings)
     app = make_celery(settings)
+    # Settings fields, once they exist, give the defaults (options override them).
+    policy = RetentionPolicy(
+        days=retention_days or getattr(settings, "retention_days", 30),
+        max_runs_per_job=retention_max_runs or getattr(settings, "retention_max_runs", None),
+    )
+    options = RecorderOptions(
+        retention=policy,
+        log_cap_bytes=log_cap or int(getattr(settings, "run_log_cap_bytes", 1024 * 1024)),
+    )
     with stop_on_signals() as stop:
-        Recorder(ctx, app).run(stop)
+        Recorder(ctx, app, options=options).run(stop)
     ctx.close()
 
 
@@ -106,9 +125,12 @@ def recorder(state: CliState) -> None:
 @click.option("-Q", "--queues", help="Comma-separated queues to consume (default: default).")
 @click.option("-n", "--hostname", help="Worker name (default: mainspring@<host>).")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 512), help="Parallel tasks.")
-@click.option("-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork")
+@click.option("-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), default=None)
+@click.option("--max-tasks-per-child", type=click.IntRange(1), help="Recycle a pool process.")
+@click.option("--max-memory-per-child", type=click.IntRange(1024), help="KiB; recycle above.")
 @click.option("-I", "--include", multiple=True, help="Module with your tasks (repeatable).")
 @click.option("--allow-shell", is_flag=True, help="Allow shell tasks (remote code execution).")
+@click.option("--shell-allow", multiple=True, metavar="PREFIX", help="Allowed command prefix.")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
 @pass_state
 def worker(
@@ -116,32 +138,65 @@ def worker(
     queues: str | None,
     hostname: str | None,
     concurrency: int | None,
-    pool: str,
+    pool: str | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     include: tuple[str, ...],
     allow_shell: bool,
+    shell_allow: tuple[str, ...],
     loglevel: str,
 ) -> None:
-    """Run tasks from the given queues. Needs only the broker, no database."""
+    """Run tasks from the given queues (and this worker's own host queue).
+
+    Needs only the broker and the result backend, no database.
+    """
     from mainspring.worker.app import make_celery
 
-    overrides: dict[str, object] = {}
-    if queues:
-        overrides["worker_queues"] = queues
-    if allow_shell:
-        overrides["worker_allow_shell"] = True
-    if concurrency:
-        overrides["worker_concurrency"] = concurrency
-    settings = state.settings(**overrides)
+    settings = state.settings(
+        worker_queues=queues,
+        worker_hostname=hostname,
+        worker_concurrency=concurrency,
+        worker_pool=pool,
+        worker_max_tasks_per_child=max_tasks_per_child,
+        worker_max_memory_per_child=max_memory_per_child,
+        worker_allow_shell=True if allow_shell else None,
+        worker_shell_allow=list(shell_allow) or None,
+    )
     check_broker(settings)
+    _import_from_cwd()
     app = make_celery(settings, include=list(include))
-    argv = [
+    app.worker_main(argv=_worker_argv(settings, loglevel))
+
+
+def _worker_argv(settings: Settings, loglevel: str) -> list[str]:
+    """Celery's worker arguments; the host queue is added to the queues asked for."""
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from mainspring.errors import ConfigError
+    from mainspring.worker.routing import check_hostname, worker_queues
+
+    name = host_format(default_nodename(settings.worker_hostname or "mainspring@%h"))
+    try:
+        check_hostname(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return [
         "worker",
-        f"--hostname={hostname or 'mainspring@' + socket.gethostname()}",
-        f"--queues={','.join(settings.worker_queues)}",
+        f"--hostname={name}",
+        f"--queues={','.join(worker_queues(settings.worker_queues, name))}",
         f"--concurrency={settings.worker_concurrency}",
-        f"--pool={pool}",
+        f"--pool={settings.worker_pool}",
         f"--loglevel={loglevel}",
         "--without-mingle",
         "--without-gossip",
     ]
-    app.worker_main(argv=argv)
+
+
+def _import_from_cwd() -> None:
+    """Like ``celery worker``: task modules in the current directory are importable."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)

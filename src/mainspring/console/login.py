@@ -9,8 +9,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mainspring.api.auth import (
     CSRF_FIELD,
+    client_address,
     csrf_token,
     end_session,
+    login_limiter,
     require_csrf,
     safe_next,
     session_principal,
@@ -18,7 +20,8 @@ from mainspring.api.auth import (
 )
 from mainspring.api.deps import Db, SecretKey
 from mainspring.console.render import render
-from mainspring.services.users import authenticate
+from mainspring.services.auth import check_login
+from mainspring.services.ratelimit import TooManyAttempts
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,7 +32,11 @@ NextQuery = Annotated[str, Query(alias="next", max_length=1000)]
 
 
 def _login_form(
-    request: Request, next_path: str, username: str = "", error: str | None = None
+    request: Request,
+    next_path: str,
+    username: str = "",
+    error: str | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
     context = {
         "next": next_path,
@@ -37,7 +44,7 @@ def _login_form(
         "error": error,
         "login_csrf": csrf_token(request),
     }
-    return render(request, "login.html", context)
+    return render(request, "login.html", context, status_code=status_code)
 
 
 @router.get("/login")
@@ -64,7 +71,14 @@ def login_submit(
     """Check the CSRF token first, then the credentials; a failure shows the form again."""
     require_csrf(request, csrf)
     target = safe_next(next_path)
-    user = authenticate(db, username, password)
+    limiter, address = login_limiter(request), client_address(request)
+    try:
+        user = check_login(db, username, password, limiter, address)
+    except TooManyAttempts as exc:
+        error = f"Too many attempts, try again in {exc.retry_after_s} s."
+        response = _login_form(request, target, username, error, status_code=429)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     if user is None:
         return _login_form(request, target, username, "Wrong username or password.")
     start_session(request, user, secret_key)

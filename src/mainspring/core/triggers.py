@@ -261,7 +261,9 @@ def _cron_candidates(
         yield resolve_local(local, tz)
 
 
-def _next_cron(trigger: CronTrigger, after: datetime, tz: ZoneInfo, hash_id: str) -> datetime | None:
+def _next_cron(
+    trigger: CronTrigger, after: datetime, tz: ZoneInfo, hash_id: str
+) -> datetime | None:
     # Candidates at or before ``after`` are repeated wall times already fired in the first pass.
     for candidate in _cron_candidates(trigger, after, tz, hash_id):
         if candidate > after:

@@ -145,6 +145,9 @@ class Run(Base):
     # Scheduler lease: a SCHEDULED run whose lease expired may be published by any scheduler.
     claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Why a run was skipped or cancelled; the run a held fire waits for (overlap queue_one).
+    reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    waits_for: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # Outcome.
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     exception_type: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -1,7 +1,7 @@
 """Folding Celery events into per-run changes. Pure: no I/O, any order, any repetition.
 
-A ``RunPatch`` gathers what a batch of events says about one run. Timestamps keep the first
-value seen (``finished_at`` too: a final state is never replaced), and the state only moves
+A ``RunPatch`` gathers what a batch of events says about one run. Timestamps keep the earliest
+value seen (a retried run started when its first attempt did), and the state only moves
 forward along the lifecycle (``core.states.advances``), so replaying or reordering events
 yields the same record.
 """
@@ -67,7 +67,13 @@ class RunPatch:
     logs: list[LogChunk] = field(default_factory=list)
 
     def set_first(self, key: str, value: Any) -> None:
-        if value is not None and key not in self.values:
+        """Keep the first value seen; for instants, the earliest (so order does not matter)."""
+        if value is None:
+            return
+        current = self.values.get(key)
+        if current is None or (
+            isinstance(value, datetime) and isinstance(current, datetime) and value < current
+        ):
             self.values[key] = value
 
     def move_to(self, state: RunState) -> None:

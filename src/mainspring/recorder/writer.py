@@ -74,7 +74,7 @@ def _apply(run: Run, patch: RunPatch, now: datetime) -> None:
             continue
         if key == "attempt":
             run.attempt = max(run.attempt or 0, int(value))
-        elif getattr(run, key) is None or (key == "task" and run.task == "unknown"):
+        elif _replaces(getattr(run, key), value) or (key == "task" and run.task == "unknown"):
             setattr(run, key, value)
     if patch.state is not None and advances(RunState(run.state), patch.state):
         run.state = patch.state.value
@@ -82,6 +82,13 @@ def _apply(run: Run, patch: RunPatch, now: datetime) -> None:
         run.runtime_ms = (run.finished_at - run.started_at).total_seconds() * 1000
     _mask_arguments(run)
     run.updated_at = now
+
+
+def _replaces(current: Any, value: Any) -> bool:
+    """A column takes a value when empty; an instant also when the new one is earlier."""
+    if current is None:
+        return True
+    return isinstance(value, datetime) and isinstance(current, datetime) and value < current
 
 
 def _mask_arguments(run: Run) -> None:

@@ -2,49 +2,45 @@
 
 Each fire becomes exactly one ``runs`` row (unique on job and due instant) in the same
 transaction that moves ``jobs.next_fire_at`` forward. Rows are locked with
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL, so several schedulers share the work;
-SQLite serialises writers (``BEGIN IMMEDIATE``), which gives the same guarantee.
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL, so several schedulers share the work
+without waiting on each other. SQLite has no row locks: the engine opens every transaction
+with ``BEGIN IMMEDIATE``, which serialises writers across processes, so a second scheduler
+sees the first one's committed advance and the same guarantee holds (no lease table needed).
+
+Besides job fires, a scheduler takes stored SCHEDULED runs nobody holds: delayed runs
+(``submit_delayed``), manual runs, runs released by a stopping scheduler or by the end of the
+run a ``queue_one`` fire waited for, and runs whose claiming scheduler died (lease expired).
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from mainspring.core.states import RunState, TriggerSource
-from mainspring.core.triggers import next_fire, parse_trigger, zone
+from mainspring.core.states import FINAL_STATES, OverlapPolicy, RunState
 from mainspring.db.models import Job, Run
+from mainspring.scheduler.firing import LEASE, ActiveRun, DueRun, due_run_of, fire_job
 
-LEASE = timedelta(seconds=30)
+BATCH = 500
+_ACTIVE = [RunState.SCHEDULED, RunState.SENT, RunState.RECEIVED, RunState.STARTED, RunState.RETRY]
 
 
-@dataclass(frozen=True)
-class DueRun:
-    """Everything needed to publish a claimed run without touching the database again."""
-
-    run_id: str
-    job_id: int | None
-    task: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queue: str
-    due: datetime
-    window_start: datetime | None
-    window_end: datetime | None
+@dataclass
+class Claim:
+    runs: list[DueRun] = field(default_factory=list)
+    revoke: list[str] = field(default_factory=list)
+    full: bool = False  # a batch was full: more may be due
 
 
 def claim_due_jobs(
-    session: Session, horizon: datetime, now: datetime, holder: str, limit: int = 500
-) -> list[DueRun]:
-    """Create a SCHEDULED run for every job due by ``horizon`` and advance those jobs.
-
-    Fires missed by more than the job's grace period are coalesced into one (``run_once``).
-    """
+    session: Session, horizon: datetime, now: datetime, holder: str, limit: int = BATCH
+) -> Claim:
+    """Create the runs of every fire due by ``horizon`` for up to ``limit`` jobs, advance them."""
     stmt = (
         select(Job)
         .where(Job.enabled.is_(True), Job.next_fire_at <= horizon)
@@ -52,128 +48,182 @@ def claim_due_jobs(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    claimed: list[DueRun] = []
-    for job in session.scalars(stmt):
-        due = job.next_fire_at
-        assert due is not None
-        run = _new_run(job, due, now, holder)
-        session.add(run)
-        claimed.append(_due_run(run, job))
-        _advance(job, due, now)
-    return claimed
+    jobs = list(session.scalars(stmt))
+    active = _active_runs(session, [j.id for j in jobs if j.overlap_policy != OverlapPolicy.ALLOW])
+    claim = Claim(full=len(jobs) == limit)
+    rows: list[Run] = []
+    for job in jobs:
+        outcome = fire_job(job, horizon, now, holder, active.get(job.id, []))
+        rows += outcome.rows
+        claim.runs += outcome.publish
+        claim.revoke += outcome.revoke
+    session.add_all(rows)
+    if claim.revoke:
+        _mark_replaced(session, claim.revoke, now)
+    session.flush()
+    return claim
 
 
-def _new_run(job: Job, due: datetime, now: datetime, holder: str) -> Run:
-    return Run(
-        id=str(uuid.uuid4()),
-        job_id=job.id,
-        task=job.task,
-        args=job.args,
-        kwargs=job.kwargs,
-        options={},
-        queue=job.queue,
-        state=RunState.SCHEDULED.value,
-        attempt=0,
-        trigger=TriggerSource.SCHEDULE.value,
-        scheduled_for=due,
-        window_start=job.last_fire_at,
-        window_end=due,
-        created_at=now,
-        updated_at=now,
-        claimed_by=holder,
-        lease_expires_at=due + LEASE,
-        log_bytes=0,
-        log_truncated=False,
+def _active_runs(session: Session, job_ids: list[int]) -> dict[int, list[ActiveRun]]:
+    found: dict[int, list[ActiveRun]] = defaultdict(list)
+    if not job_ids:
+        return found
+    rows = session.execute(
+        select(Run.job_id, Run.id, Run.state, Run.waits_for)
+        .where(Run.job_id.in_(job_ids), Run.state.in_([s.value for s in _ACTIVE]))
+        .order_by(Run.created_at)
+    )
+    for job_id, run_id, state, waits_for in rows:
+        if job_id is not None:
+            found[job_id].append(ActiveRun(run_id, RunState(state), waits_for is not None))
+    return found
+
+
+def _mark_replaced(session: Session, run_ids: list[str], now: datetime) -> None:
+    session.execute(
+        update(Run)
+        .where(Run.id.in_(run_ids), Run.state.not_in([s.value for s in FINAL_STATES]))
+        .values(state=RunState.REVOKED.value, reason="replaced by a newer fire", updated_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
-def _due_run(run: Run, job: Job) -> DueRun:
-    return DueRun(
-        run_id=run.id,
-        job_id=job.id,
-        task=job.task,
-        args=list(job.args),
-        kwargs=dict(job.kwargs),
-        queue=job.queue,
-        due=run.scheduled_for or run.created_at,
-        window_start=run.window_start,
-        window_end=run.window_end,
-    )
-
-
-def _advance(job: Job, due: datetime, now: datetime) -> None:
-    trigger = parse_trigger(job.trigger)
-    grace = timedelta(seconds=job.misfire_grace_s)
-    after = now if now - due > grace else due  # coalesce a backlog into this one fire
-    job.last_fire_at = due
-    job.fire_count += 1
-    job.next_fire_at = next_fire(trigger, after, zone(job.timezone), hash_id=job.name)
-
-
-def reclaim_orphans(session: Session, now: datetime, holder: str, limit: int = 500) -> list[DueRun]:
-    """Take over SCHEDULED runs whose claiming scheduler died before publishing them."""
+def claim_held_runs(
+    session: Session, horizon: datetime, now: datetime, holder: str, limit: int = BATCH
+) -> list[DueRun]:
+    """Take stored SCHEDULED runs that are due and unheld, or whose holder's lease expired."""
     stmt = (
         select(Run)
-        .where(Run.state == RunState.SCHEDULED.value, Run.lease_expires_at < now)
+        .where(
+            Run.state == RunState.SCHEDULED.value,
+            or_(
+                and_(
+                    Run.claimed_by.is_(None),
+                    Run.waits_for.is_(None),
+                    Run.scheduled_for <= horizon,
+                ),
+                Run.lease_expires_at < now,
+            ),
+        )
         .order_by(Run.scheduled_for)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     taken: list[DueRun] = []
     for run in session.scalars(stmt):
-        result = session.execute(
-            update(Run)
-            .where(Run.id == run.id, Run.lease_expires_at == run.lease_expires_at)
-            .values(claimed_by=holder, lease_expires_at=now + LEASE)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            taken.append(
-                DueRun(
-                    run_id=run.id,
-                    job_id=run.job_id,
-                    task=run.task,
-                    args=list(run.args or []),
-                    kwargs=dict(run.kwargs or {}),
-                    queue=run.queue or "default",
-                    due=run.scheduled_for or now,
-                    window_start=run.window_start,
-                    window_end=run.window_end,
-                )
-            )
+        due = run.scheduled_for or now
+        run.claimed_by = holder
+        run.lease_expires_at = max(due, now) + LEASE
+        taken.append(due_run_of(run, now))
+    session.flush()
     return taken
 
 
-def mark_sent(session: Session, sent: list[tuple[DueRun, datetime]]) -> None:
-    """Record publish times and lateness; move runs to SENT unless the recorder moved them on."""
-    for due_run, sent_at in sent:
-        lateness = (sent_at - due_run.due).total_seconds() * 1000
-        session.execute(
-            update(Run)
-            .where(Run.id == due_run.run_id)
-            .values(sent_at=sent_at, lateness_ms=lateness, updated_at=sent_at)
-            .execution_options(synchronize_session=False)
+def release_waiting(session: Session, now: datetime) -> int:
+    """Let ``queue_one`` fires go once the run they wait for has finished."""
+    waiting = session.execute(
+        select(Run.id, Run.waits_for).where(
+            Run.state == RunState.SCHEDULED.value, Run.waits_for.is_not(None)
         )
-        session.execute(
-            update(Run)
-            .where(Run.id == due_run.run_id, Run.state == RunState.SCHEDULED.value)
-            .values(state=RunState.SENT.value)
-            .execution_options(synchronize_session=False)
-        )
-        if due_run.job_id is not None:
-            session.execute(
-                update(Job)
-                .where(Job.id == due_run.job_id)
-                .values(last_run_id=due_run.run_id)
-                .execution_options(synchronize_session=False)
+    ).all()
+    if not waiting:
+        return 0
+    awaited = {w for _, w in waiting}
+    finished = set(
+        session.scalars(
+            select(Run.id).where(
+                Run.id.in_(awaited), Run.state.in_([s.value for s in FINAL_STATES])
             )
+        )
+    ) | (awaited - set(session.scalars(select(Run.id).where(Run.id.in_(awaited)))))
+    ready = [run_id for run_id, w in waiting if w in finished]
+    if ready:
+        session.execute(
+            update(Run)
+            .where(Run.id.in_(ready), Run.state == RunState.SCHEDULED.value)
+            .values(waits_for=None, reason=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return len(ready)
+
+
+def release_claims(session: Session, run_ids: list[str]) -> None:
+    """Give claimed, unpublished runs back (a stopping scheduler), for any scheduler to take."""
+    if run_ids:
+        session.execute(
+            update(Run)
+            .where(Run.id.in_(run_ids), Run.state == RunState.SCHEDULED.value)
+            .values(claimed_by=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def not_scheduled(session: Session, run_ids: list[str]) -> set[str]:
+    """Which of these claimed runs were cancelled (or otherwise moved on) meanwhile."""
+    gone: set[str] = set()
+    for i in range(0, len(run_ids), BATCH):
+        chunk = run_ids[i : i + BATCH]
+        still = set(
+            session.scalars(
+                select(Run.id).where(Run.id.in_(chunk), Run.state == RunState.SCHEDULED.value)
+            )
+        )
+        gone |= set(chunk) - still
+    return gone
+
+
+def mark_sent(session: Session, sent: list[tuple[DueRun, datetime]]) -> None:
+    """Record publish times and lateness in one batched statement; move runs to SENT unless the
+    recorder already moved them on."""
+    if not sent:
+        return
+    table = cast(Table, Run.__table__)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            sent_at=bindparam("b_at"),
+            updated_at=bindparam("b_at"),
+            lateness_ms=bindparam("b_late"),
+            state=case(
+                (table.c.state == RunState.SCHEDULED.value, RunState.SENT.value),
+                else_=table.c.state,
+            ),
+        )
+    )
+    params = [
+        {"b_id": r.run_id, "b_at": at, "b_late": (at - r.due).total_seconds() * 1000}
+        for r, at in sent
+    ]
+    session.connection().execute(stmt, params)
+    last: dict[int, str] = {r.job_id: r.run_id for r, _ in sent if r.job_id is not None}
+    if last:
+        jobs = cast(Table, Job.__table__)
+        session.connection().execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("b_id"))
+            .values(last_run_id=bindparam("b_run")),
+            [{"b_id": job_id, "b_run": run_id} for job_id, run_id in last.items()],
+        )
 
 
 def next_due_at(session: Session) -> datetime | None:
-    """The earliest pending fire, to know how long the scheduler may sleep."""
-    return session.scalar(
+    """The earliest pending job fire or unheld stored run, to know how long to sleep."""
+    job_due = session.scalar(
         select(Job.next_fire_at)
         .where(Job.enabled.is_(True), Job.next_fire_at.is_not(None))
         .order_by(Job.next_fire_at)
         .limit(1)
     )
+    run_due = session.scalar(
+        select(Run.scheduled_for)
+        .where(
+            Run.state == RunState.SCHEDULED.value,
+            Run.claimed_by.is_(None),
+            Run.waits_for.is_(None),
+        )
+        .order_by(Run.scheduled_for)
+        .limit(1)
+    )
+    candidates = [d for d in (job_due, run_due) if d is not None]
+    return min(candidates) if candidates else None

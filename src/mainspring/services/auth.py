@@ -21,6 +21,7 @@ from mainspring.core.states import Role
 from mainspring.db.models import ApiToken, User
 from mainspring.errors import ValidationError
 from mainspring.services.clock import utcnow
+from mainspring.services.ratelimit import LoginKey, LoginRateLimiter
 from mainspring.services.users import authenticate
 
 TOKEN_PREFIX = "ms_"  # noqa: S105 - a marker that makes leaked tokens greppable
@@ -96,9 +97,39 @@ def principal_for_session(
     return _principal(user, AuthMethod.SESSION)
 
 
-def principal_for_password(session: Session, username: str, password: str) -> Principal | None:
-    """Check a username and password (HTTP Basic) with the same constant work as a login."""
+def check_login(
+    session: Session,
+    username: str,
+    password: str,
+    limiter: LoginRateLimiter | None = None,
+    address: str | None = None,
+) -> User | None:
+    """``authenticate``, counted per (username, address) by ``limiter`` when given.
+
+    While the key is blocked this raises ``TooManyAttempts`` without checking the password,
+    so a guess made then tells the guesser nothing.
+    """
+    if limiter is None:
+        return authenticate(session, username, password)
+    key = LoginKey.of(username, address)
+    limiter.check(key)
     user = authenticate(session, username, password)
+    if user is None:
+        limiter.failed(key)
+    else:
+        limiter.succeeded(key)
+    return user
+
+
+def principal_for_password(
+    session: Session,
+    username: str,
+    password: str,
+    limiter: LoginRateLimiter | None = None,
+    address: str | None = None,
+) -> Principal | None:
+    """Check a username and password (HTTP Basic) with the same constant work as a login."""
+    user = check_login(session, username, password, limiter, address)
     return None if user is None else _principal(user, AuthMethod.BASIC)
 
 

@@ -1,4 +1,8 @@
-"""The Celery app, configured from Mainspring settings. Built by a factory, never at import."""
+"""The Celery app, configured from Mainspring settings. Built by a factory, never at import.
+
+Every task on it (built-in or from the user's modules) derives from ``MainspringTask``, which
+brings the duplicate-delivery guard, stored revocations and header-driven retries.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from celery import Celery
 from kombu.entity import Queue
 
 from mainspring.settings import Settings
+from mainspring.worker.routing import celery_routes
+from mainspring.worker.task import MainspringTask
 from mainspring.worker.tracking import install_tracking
 
 BUILTIN_TASK_MODULES = ["mainspring.worker.builtin"]
@@ -16,19 +22,22 @@ BUILTIN_TASK_MODULES = ["mainspring.worker.builtin"]
 def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     """A Celery app on Mainspring's broker and result backend, sending every event the
     recorder needs (task-sent included, so that any client's tasks are recorded)."""
-    app = Celery("mainspring", set_as_current=False)
+    app = Celery("mainspring", set_as_current=False, task_cls=MainspringTask)
     app.conf.update(_celery_config(settings, include or []))
     install_tracking(app)
     return app
 
 
 def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
+    queues = dict.fromkeys([settings.default_queue, *settings.worker_queues])
+    modules = dict.fromkeys(BUILTIN_TASK_MODULES + settings.worker_include + include)
     return {
         "broker_url": settings.resolved_broker_url,
         "result_backend": settings.resolved_result_backend,
-        "include": BUILTIN_TASK_MODULES + include,
-        "task_default_queue": "default",
-        "task_queues": [Queue(q) for q in settings.worker_queues],
+        "include": list(modules),
+        "task_default_queue": settings.default_queue,
+        "task_queues": [Queue(q) for q in queues],
+        "task_routes": celery_routes(settings.task_routes),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -36,11 +45,19 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "result_expires": 7 * 24 * 3600,
         "task_track_started": True,
         "task_send_sent_event": True,
+        "task_acks_late": settings.worker_acks_late,
+        "task_reject_on_worker_lost": settings.worker_acks_late,
         "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": 12 * 3600},
         "timezone": "UTC",
         "enable_utc": True,
         "mainspring_allow_shell": settings.worker_allow_shell,
+        "mainspring_shell_allow": list(settings.worker_shell_allow),
+        "mainspring_guard_url": settings.resolved_guard_url,
+        "mainspring_guard_ttl": settings.guard_ttl_s,
     }

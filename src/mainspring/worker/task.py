@@ -13,11 +13,11 @@ Two hooks, both pool-independent:
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
-from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 from pydantic import BaseModel, Field, ValidationError
@@ -35,15 +35,15 @@ class RetryPolicy(BaseModel):
     retries: int = Field(default=0, ge=0, le=100, description="extra attempts after a failure")
     backoff: float = Field(default=1.0, gt=0, le=3600, description="first delay, seconds")
     backoff_max: float = Field(default=600.0, gt=0, le=86400, description="delay cap, seconds")
-    jitter: bool = Field(default=True, description="randomise each delay in [0, delay]")
+    jitter: bool = Field(default=True, description="randomise each delay in [delay/2, delay]")
 
     def delay(self, attempt: int) -> float:
-        """Seconds before attempt ``attempt + 1``: backoff × 2^attempt, capped, jittered."""
-        return float(
-            get_exponential_backoff_interval(
-                self.backoff, attempt, self.backoff_max, full_jitter=self.jitter
-            )
-        )
+        """Seconds before attempt ``attempt + 1``: backoff * 2**attempt, capped; with jitter a
+        random value in [half, all] of it, so retries of many runs do not arrive together."""
+        delay = min(self.backoff_max, self.backoff * 2.0**attempt)
+        if self.jitter:
+            delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - not for secrets
+        return delay
 
 
 class TaskRefusedError(Exception):
@@ -67,7 +67,9 @@ class GuardedRequest(Request):  # type: ignore[misc]
             self._announce_revoked("revoked", False, None, False)
             return True
         if verdict is Verdict.DUPLICATE:
-            logger.warning("run %s attempt %s already claimed; duplicate acked", self.id, self._attempt)
+            logger.warning(
+                "run %s attempt %s already claimed; duplicate acked", self.id, self._attempt
+            )
             task_ready(self)
             self.acknowledge()
             self._already_revoked = True
@@ -82,9 +84,12 @@ class GuardedRequest(Request):  # type: ignore[misc]
         try:
             store = run_store(self._app)
             verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), False)
-            if verdict is Verdict.DUPLICATE and self.task.acks_late:
-                if holder_is_gone(store.holder(self.id, self._attempt), self.hostname):
-                    verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), True)
+            if (
+                verdict is Verdict.DUPLICATE
+                and self.task.acks_late
+                and holder_is_gone(store.holder(self.id, self._attempt), self.hostname)
+            ):
+                verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), True)
         except Exception:
             logger.exception("run guard unavailable; running %s unguarded", self.id)
             return Verdict.RUN
@@ -109,7 +114,9 @@ class MainspringTask(Task):  # type: ignore[misc]
             if policy is None or attempt >= policy.retries:
                 raise
             delay = policy.delay(attempt)
-            logger.info("run %s failed (%s); retry %d in %.1f s", self.request.id, exc, attempt + 1, delay)
+            logger.info(
+                "run %s failed (%s); retry %d in %.1f s", self.request.id, exc, attempt + 1, delay
+            )
             raise self.retry(exc=exc, countdown=delay, max_retries=policy.retries) from exc
 
 

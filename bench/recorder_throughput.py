@@ -1,0 +1,204 @@
+"""Recorder throughput: Celery events persisted per second to PostgreSQL, and their lag.
+
+Two measurements on one fresh PostgreSQL database:
+
+- ``in-process``: events handed straight to ``Recorder.handle`` (folding + batched writes), the
+  ceiling of the recorder itself;
+- ``via-broker live``: events published by a Celery event dispatcher (one thread, which is
+  the slower side) while a recorder thread consumes its durable event queue, as in
+  production; lag is from the last event sent to its run's final state being committed;
+- ``via-broker backlog``: the same events queued while the recorder is stopped, then drained:
+  the rate at which the recorder consumes from the broker and persists.
+
+Each run emits sent/received/started/succeeded events plus one ``task-log`` chunk (5 events).
+
+    python bench/recorder_throughput.py --runs 4000 --broker redis://127.0.0.1:6379/9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import func, select
+
+from mainspring.context import AppContext
+from mainspring.core.states import RunState
+from mainspring.db.models import Run
+from mainspring.recorder.service import Recorder
+from mainspring.settings import Settings
+from mainspring.worker.app import make_celery
+
+RESULTS = Path(__file__).parent / "results" / "recorder_throughput.json"
+ADMIN_URL = "postgresql://postgres@127.0.0.1/postgres"
+
+
+def events_for(run_id: str, t0: float) -> list[dict[str, Any]]:
+    base = {"uuid": run_id, "hostname": "bench@host"}
+    return [
+        {**base, "type": "task-sent", "name": "bench.noop", "queue": "default", "timestamp": t0},
+        {**base, "type": "task-received", "timestamp": t0 + 0.001, "retries": 0},
+        {**base, "type": "task-started", "pid": 1, "timestamp": t0 + 0.002},
+        {**base, "type": "task-log", "seq": 0, "text": "hello\n", "timestamp": t0 + 0.002},
+        {**base, "type": "task-succeeded", "runtime": 0.001, "timestamp": t0 + 0.003},
+    ]
+
+
+def fresh_database() -> str:
+    name = f"ms_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def finished(ctx: AppContext) -> int:
+    with ctx.session() as session:
+        stmt = select(func.count()).select_from(Run).where(Run.state == RunState.SUCCESS.value)
+        return int(session.scalar(stmt) or 0)
+
+
+def in_process(ctx: AppContext, app: Any, runs: int) -> dict[str, Any]:
+    recorder = Recorder(ctx, app)
+    events = [e for _ in range(runs) for e in events_for(uuid.uuid4().hex, time.time())]
+    start = time.perf_counter()
+    for event in events:
+        recorder.handle(event)
+    recorder.flush()
+    elapsed = time.perf_counter() - start
+    return {"mode": "in-process", "events": len(events), "seconds": elapsed}
+
+
+def publish(app: Any, runs: int) -> float:
+    """Send the events of ``runs`` runs through the broker; return the seconds it took."""
+    start = time.perf_counter()
+    skip = ("type", "hostname", "pid", "timestamp")
+    with app.events.default_dispatcher(hostname="bench@host") as dispatcher:
+        for _ in range(runs):
+            for event in events_for(uuid.uuid4().hex, time.time()):
+                dispatcher.send(event["type"], **{k: v for k, v in event.items() if k not in skip})
+    return time.perf_counter() - start
+
+
+def start_recorder(ctx: AppContext, app: Any, node: str) -> tuple[threading.Thread, Any]:
+    recorder = Recorder(ctx, app, queue_node=node)
+    stop = threading.Event()
+    thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def wait_finished(ctx: AppContext, count: int) -> None:
+    while finished(ctx) < count:
+        time.sleep(0.02)
+
+
+def via_broker_live(ctx: AppContext, app: Any, runs: int) -> dict[str, Any]:
+    """Events published while the recorder runs: the lag after the last one is committed."""
+    thread, stop = start_recorder(ctx, app, f"bench-{uuid.uuid4().hex[:8]}")
+    time.sleep(1.0)  # let the recorder declare its queue before events are sent
+    target = finished(ctx) + runs
+    start = time.perf_counter()
+    published = publish(app, runs)
+    sent_last = time.perf_counter()
+    wait_finished(ctx, target)
+    done = time.perf_counter()
+    stop.set()
+    thread.join(timeout=30)
+    return {
+        "mode": "via-broker live",
+        "events": runs * 5,
+        "seconds": done - start,
+        "publish_seconds": published,
+        "lag_after_last_event_s": done - sent_last,
+    }
+
+
+def via_broker_backlog(ctx: AppContext, app: Any, runs: int) -> dict[str, Any]:
+    """Events queued while the recorder was stopped, then drained: its consuming rate."""
+    node = f"bench-{uuid.uuid4().hex[:8]}"
+    thread, stop = start_recorder(ctx, app, node)
+    time.sleep(1.0)  # declare the durable queue, then stop: events wait in it
+    stop.set()
+    thread.join(timeout=30)
+    target = finished(ctx) + runs
+    published = publish(app, runs)
+    start = time.perf_counter()
+    thread, stop = start_recorder(ctx, app, node)
+    wait_finished(ctx, target)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join(timeout=30)
+    return {
+        "mode": "via-broker backlog",
+        "events": runs * 5,
+        "seconds": elapsed,
+        "publish_seconds": published,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=4000)
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/9")
+    args = parser.parse_args()
+    name = fresh_database()
+    try:
+        settings = Settings(
+            database_url=f"postgresql://postgres@127.0.0.1/{name}",
+            broker_url=args.broker,
+            secret_key="bench",  # noqa: S106 (unused by the recorder)
+        )
+        ctx = AppContext.open(settings)
+        app = make_celery(settings)
+        rows = [
+            in_process(ctx, app, args.runs),
+            via_broker_live(ctx, app, args.runs // 4),
+            via_broker_backlog(ctx, app, args.runs),
+        ]
+        app.close()
+        ctx.close()
+    finally:
+        drop_database(name)
+    for row in rows:
+        row["events_per_s"] = row["events"] / row["seconds"]
+    print(f"{'mode':<20} {'events':>8} {'seconds':>8} {'events/s':>10} {'lag s':>7}")
+    for row in rows:
+        lag = row.get("lag_after_last_event_s")
+        print(
+            f"{row['mode']:<20} {row['events']:>8} {row['seconds']:>8.2f} "
+            f"{row['events_per_s']:>10.0f} {'' if lag is None else f'{lag:>7.2f}'}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "bench": "recorder_throughput",
+                "runs": args.runs,
+                "broker": args.broker.split("@")[-1],
+                "python": sys.version.split()[0],
+                "machine": platform.platform(),
+                "median_events_per_s": statistics.median(r["events_per_s"] for r in rows),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

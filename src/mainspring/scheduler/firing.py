@@ -1,0 +1,233 @@
+"""What one due job turns into: runs to publish, fires recorded as skipped, runs to revoke.
+
+Pure over a loaded ``Job`` row (no queries): the claim transaction loads the jobs and their
+active runs, calls ``fire_job`` for each, and stores what it returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from mainspring.core.policies import (
+    MISFIRE_SCAN,
+    Bounds,
+    WindowSpec,
+    data_window,
+    jitter_ms,
+    next_bounded,
+    plan_misfire,
+    window_kwargs,
+)
+from mainspring.core.states import MisfirePolicy, OverlapPolicy, RunState, TriggerSource
+from mainspring.core.triggers import parse_trigger, zone
+from mainspring.db.models import Job, Run
+
+LEASE = timedelta(seconds=30)
+MAX_FIRES_PER_CLAIM = 1_000  # per job and claim: a 10 ms interval fills a 300 ms lead with 30
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """Everything needed to publish a claimed run without touching the database again."""
+
+    run_id: str
+    job_id: int | None
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    due: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    publish_at: datetime | None = None  # due plus the job's jitter
+
+    @property
+    def at(self) -> datetime:
+        return self.publish_at or self.due
+
+    def __lt__(self, other: DueRun) -> bool:
+        return (self.at, self.run_id) < (other.at, other.run_id)
+
+
+@dataclass
+class Outcome:
+    rows: list[Run] = field(default_factory=list)
+    publish: list[DueRun] = field(default_factory=list)
+    revoke: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """A run of the job not finished yet, for the overlap policy."""
+
+    id: str
+    state: RunState
+    waiting: bool  # held by queue_one, not published yet
+
+
+def fire_job(
+    job: Job, horizon: datetime, now: datetime, holder: str, active: list[ActiveRun]
+) -> Outcome:
+    """Every fire of ``job`` due by ``horizon``: late ones go through the misfire policy, then
+    the overlap policy; ``job`` is advanced past them."""
+    trigger, tz = parse_trigger(job.trigger), zone(job.timezone)
+    bounds = _bounds(job)
+    due = job.next_fire_at
+    assert due is not None
+    fires: list[datetime] = []
+    skips: list[tuple[datetime, str]] = []
+    grace = timedelta(seconds=job.misfire_grace_s)
+    if now - due > grace:
+        missed, nxt = [due], next_bounded(trigger, due, tz, job.name, bounds, job.fire_count)
+        while nxt is not None and now - nxt > grace and len(missed) < MISFIRE_SCAN:
+            missed.append(nxt)
+            nxt = next_bounded(trigger, nxt, tz, job.name, bounds, job.fire_count)
+        more = nxt is not None and now - nxt > grace
+        plan = plan_misfire(MisfirePolicy(job.misfire_policy), missed, more, None)
+        fires = plan.run
+        note = " (and more, not listed)" if more else ""
+        skips = [(f, f"misfire: missed by over {job.misfire_grace_s} s{note}") for f in plan.skip]
+        cursor = now - grace if more else missed[-1]
+    else:
+        fires, cursor = [due], due
+    # Fires on time up to the horizon (a short interval fills the lead with several).
+    nxt = next_bounded(trigger, cursor, tz, job.name, bounds, job.fire_count + len(fires))
+    while nxt is not None and nxt <= horizon and len(fires) < MAX_FIRES_PER_CLAIM:
+        fires.append(nxt)
+        nxt = next_bounded(trigger, nxt, tz, job.name, bounds, job.fire_count + len(fires))
+    out = Outcome()
+    fires, held_for, overlap_skips = _apply_overlap(job, fires, active, out)
+    skips += overlap_skips
+    window = WindowSpec.parse(job.data_window)
+    last = job.last_fire_at
+    for fire in fires:
+        start, end = data_window(window, fire, last, trigger, tz, job.name)
+        kwargs = window_kwargs(job.kwargs, start, end, fire, tz) if window.as_kwargs else None
+        run = _run(job, fire, now, holder, start, kwargs, waits_for=held_for)
+        out.rows.append(run)
+        if held_for is None:
+            out.publish.append(_due_run(run, job, jitter_ms(f"{job.id}:{fire}", job.jitter_ms)))
+        last = fire
+    for fire, reason in skips:
+        out.rows.append(_skipped(job, fire, now, holder, reason))
+    _advance(job, fires, last, nxt)
+    return out
+
+
+def _apply_overlap(
+    job: Job, fires: list[datetime], active: list[ActiveRun], out: Outcome
+) -> tuple[list[datetime], str | None, list[tuple[datetime, str]]]:
+    """Keep, hold or skip fires per the overlap policy; fill ``out.revoke`` for ``replace``."""
+    policy = OverlapPolicy(job.overlap_policy)
+    if policy is OverlapPolicy.ALLOW or not fires:
+        return fires, None, []
+    extra = [(f, "overlap: fires at once, only the first runs") for f in fires[1:]]
+    fires = fires[:1]
+    if not active:
+        return fires, None, extra
+    if policy is OverlapPolicy.REPLACE:
+        out.revoke.extend(a.id for a in active)
+        return fires, None, extra
+    if policy is OverlapPolicy.QUEUE_ONE:
+        queued = [a for a in active if a.waiting or a.state in (RunState.SCHEDULED, RunState.SENT)]
+        if not queued:
+            return fires, active[0].id, extra  # held until the running one finishes
+        return [], None, [(fires[0], f"overlap: run {queued[0].id} already queued"), *extra]
+    return [], None, [(fires[0], f"overlap: run {active[0].id} still active"), *extra]
+
+
+def _advance(
+    job: Job,
+    fires: list[datetime],
+    last: datetime | None,
+    nxt: datetime | None,
+) -> None:
+    job.fire_count += len(fires)
+    job.last_fire_at = last
+    if job.max_runs is not None and job.fire_count >= job.max_runs:
+        nxt = None
+    job.next_fire_at = nxt
+
+
+def _bounds(job: Job) -> Bounds:
+    return Bounds(start_at=job.start_at, end_at=job.end_at, max_runs=job.max_runs)
+
+
+def _run(
+    job: Job,
+    due: datetime,
+    now: datetime,
+    holder: str,
+    window_start: datetime | None,
+    kwargs: dict[str, Any] | None,
+    waits_for: str | None,
+) -> Run:
+    return Run(
+        id=str(uuid.uuid4()),
+        job_id=job.id,
+        task=job.task,
+        args=job.args,
+        kwargs=kwargs if kwargs is not None else job.kwargs,
+        options={},
+        queue=job.queue,
+        state=RunState.SCHEDULED.value,
+        attempt=0,
+        trigger=TriggerSource.SCHEDULE.value,
+        scheduled_for=due,
+        window_start=window_start,
+        window_end=due,
+        created_at=now,
+        updated_at=now,
+        claimed_by=None if waits_for else holder,
+        lease_expires_at=None if waits_for else due + timedelta(milliseconds=job.jitter_ms) + LEASE,
+        waits_for=waits_for,
+        reason=f"waiting for run {waits_for}" if waits_for else None,
+        log_bytes=0,
+        log_truncated=False,
+    )
+
+
+def _skipped(job: Job, due: datetime, now: datetime, holder: str, reason: str) -> Run:
+    run = _run(job, due, now, holder, None, None, None)
+    run.state = RunState.SKIPPED.value
+    run.reason = reason[:255]
+    run.finished_at = now
+    run.window_end = None
+    run.lease_expires_at = None
+    return run
+
+
+def _due_run(run: Run, job: Job, jitter: int) -> DueRun:
+    due = run.scheduled_for or run.created_at
+    return DueRun(
+        run_id=run.id,
+        job_id=job.id,
+        task=run.task,
+        args=list(run.args or []),
+        kwargs=dict(run.kwargs or {}),
+        queue=run.queue or "default",
+        due=due,
+        window_start=run.window_start,
+        window_end=run.window_end,
+        publish_at=due + timedelta(milliseconds=jitter),
+    )
+
+
+def due_run_of(run: Run, now: datetime) -> DueRun:
+    """A stored SCHEDULED run (delayed, released or taken over) ready to publish."""
+    due = run.scheduled_for or now
+    return DueRun(
+        run_id=run.id,
+        job_id=run.job_id,
+        task=run.task,
+        args=list(run.args or []),
+        kwargs=dict(run.kwargs or {}),
+        queue=run.queue or "default",
+        due=due,
+        window_start=run.window_start,
+        window_end=run.window_end,
+        publish_at=due,
+    )

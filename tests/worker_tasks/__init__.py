@@ -1,0 +1,1 @@
+"""Task modules that integration tests load into real workers with ``--include``."""

@@ -1,0 +1,40 @@
+"""Tasks for the reliability tests: each records its executions in Redis, so a test can count
+how often a run really executed (across worker processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from celery import Celery, current_task
+
+app = Celery()
+
+
+def _record(name: str) -> int:
+    client = redis.Redis.from_url(os.environ["MAINSPRING_TEST_COUNTER_URL"])
+    run_id = current_task.request.id
+    return int(client.rpush(f"test:executions:{name}:{run_id}", str(time.time())))
+
+
+@app.task
+def count(name: str) -> int:
+    """Record one execution."""
+    return _record(name)
+
+
+@app.task
+def flaky(name: str, failures: int) -> int:
+    """Fail the first ``failures`` executions, then succeed."""
+    n = _record(name)
+    if n <= failures:
+        raise RuntimeError(f"planned failure {n} of {failures}")
+    return n
+
+
+@app.task
+def slow(name: str, seconds: float) -> int:
+    n = _record(name)
+    time.sleep(seconds)
+    return n
