@@ -11,7 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mainspring.db.engine import check_connection, make_engine, session_factory
 from mainspring.db.migrate import upgrade
+from mainspring.errors import ConfigError
+from mainspring.scheduler.wakeup import attach_broker_wakeup
 from mainspring.settings import Settings, ensure_data_dir
+
+
+def _broker_or_none(settings: Settings) -> str | None:
+    """The broker, if one is known: job changes wake schedulers through its pub/sub."""
+    try:
+        return settings.resolved_broker_url
+    except ConfigError:
+        return None
 
 
 @dataclass
@@ -29,7 +39,9 @@ class AppContext:
         check_connection(engine)
         if migrate:
             upgrade(engine)
-        return cls(settings=settings, engine=engine, sessions=session_factory(engine))
+        sessions = session_factory(engine)
+        attach_broker_wakeup(sessions, _broker_or_none(settings))
+        return cls(settings=settings, engine=engine, sessions=sessions)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -12,13 +12,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 import mainspring
-from mainspring.api import jobs, runs
+from mainspring.api import audit, jobs, runs, tokens, users
 from mainspring.api.auth import SESSION_COOKIE, SESSION_MAX_AGE_S
 from mainspring.api.errors import install_error_handlers, is_api_request
 from mainspring.api.schemas import Health
 from mainspring.console import login, pages
 from mainspring.console.render import STATIC_DIR, make_templates
 from mainspring.context import AppContext
+from mainspring.services.ratelimit import LoginRateLimiter
 
 API_PREFIX = "/api/v1"
 DOCS_PATH = "/api/docs"
@@ -46,10 +47,14 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.settings = settings
     app.state.secret_key = settings.secret_key
     app.state.templates = make_templates(settings.timezone)
+    app.state.login_limiter = LoginRateLimiter()
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(runs.router)
     api.include_router(jobs.router)
+    api.include_router(users.router)
+    api.include_router(tokens.router)
+    api.include_router(audit.router)
     app.include_router(api)
     app.include_router(login.router)
     app.include_router(pages.router)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from mainspring.core.states import Role
 
 
 class RunOut(BaseModel):
@@ -85,3 +87,122 @@ class ErrorOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- users, tokens, audit -----------------------------------------------------------------
+
+Password = Annotated[str, Field(min_length=8, max_length=1000)]
+
+
+class UserOut(BaseModel):
+    """A user as admins see it; never the password hash."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid", populate_by_name=True)
+
+    id: int
+    username: str
+    role: Role
+    active: bool = Field(validation_alias="is_active")
+    language: str | None
+    timezone: str | None
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+
+
+class MeOut(UserOut):
+    """The caller: ``effective_role`` is lower than ``role`` when a token limits it."""
+
+    auth_method: str
+    effective_role: Role
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=150)
+    password: Password
+    role: Role
+    language: str | None = Field(default=None, max_length=16)
+    timezone: str | None = Field(default=None, max_length=64)
+
+
+class UserPatch(BaseModel):
+    """Only the fields sent are changed; ``language``/``timezone`` null clears them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    active: bool | None = None
+    password: Password | None = None
+    language: str | None = Field(default=None, max_length=16)
+    timezone: str | None = Field(default=None, max_length=64)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=1000)
+    new_password: Password
+
+
+class TokenCreate(BaseModel):
+    """``role`` defaults to the lower of the owner's and the caller's; ``username`` (admins
+    only) creates the token for another user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=150)
+    role: Role | None = None
+    expires_at: AwareDatetime | None = None
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    username: str | None = Field(default=None, min_length=1, max_length=150)
+
+
+class TokenOut(BaseModel):
+    """A token without its secret; ``prefix`` is its first characters, to tell tokens apart."""
+
+    id: int
+    name: str
+    user_id: int
+    username: str
+    role: Role
+    prefix: str
+    status: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    """The only answer that carries ``secret``: store it now, it cannot be shown again."""
+
+    secret: str
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]
+
+
+class AuditOut(BaseModel):
+    """``changes`` is ``{"v": 1, "before": {...}, "after": {...}}`` with secrets as ``***``."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+    id: int
+    at: datetime
+    actor: str
+    source_ip: str | None
+    action: str
+    object_type: str
+    object_id: str | None
+    changes: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None

@@ -42,7 +42,7 @@ def attach_broker_wakeup(sessions: sessionmaker[Session], broker_url: str | None
         return
     import redis
 
-    client = redis.Redis.from_url(str(broker_url))
+    client = redis.Redis.from_url(str(broker_url), socket_connect_timeout=1, socket_timeout=1)
 
     def after_commit(session: Session) -> None:
         if session.info.pop(_FLAG, False):

@@ -27,6 +27,7 @@ from mainspring.db.models import ApiToken, User
 from mainspring.errors import ConflictError, NotFoundError, ValidationError
 from mainspring.services.audit import Actor, diff, record_as
 from mainspring.services.clock import utcnow
+from mainspring.services.ratelimit import LoginKey, LoginRateLimiter
 
 _hasher = PasswordHasher()
 # Verifying against this keeps the time of a login with an unknown user like a known one.
@@ -54,8 +55,8 @@ class UserUpdate:
     role: Role | None = None
     is_active: bool | None = None
     password: str | None = None
-    language: str | None | Keep = Keep.KEEP
-    timezone: str | None | Keep = Keep.KEEP
+    language: str | Keep | None = Keep.KEEP
+    timezone: str | Keep | None = Keep.KEEP
 
 
 def hash_password(password: str) -> str:
@@ -238,10 +239,21 @@ def update_user(
 
 
 def change_own_password(
-    session: Session, user: User, current: str, new: str, actor: Actor
+    session: Session,
+    user: User,
+    current: str,
+    new: str,
+    actor: Actor,
+    limiter: LoginRateLimiter | None = None,
 ) -> User:
-    """Set a new password after checking the current one (so a stolen session is not enough)."""
+    """Set a new password after checking the current one (so a stolen session or token is not
+    enough). Wrong guesses count on ``limiter`` like failed logins from the same address."""
+    key = LoginKey.of(user.username, actor.source_ip)
+    if limiter is not None:
+        limiter.check(key)
     if not verify_password(user, current):
+        if limiter is not None:
+            limiter.failed(key)
         raise ValidationError("current_password", "is not your current password")
     return update_user(session, user, UserUpdate(password=new), actor)
 
