@@ -52,6 +52,7 @@ def runs_of(ctx: AppContext, job_id: int) -> list[Run]:
 def scheduler_at(ctx: AppContext, at: datetime, **kw: Any) -> tuple[Scheduler, RecordingPublisher]:
     clock = FakeClock(at)
     publisher = RecordingPublisher(clock)
+    kw.setdefault("lead", timedelta(milliseconds=300))  # policies, not claiming ahead
     return Scheduler(ctx, publisher, clock=clock, listen=False, **kw), publisher
 
 
@@ -223,7 +224,7 @@ def test_deleted_jobs_claimed_run_is_dropped_by_the_scheduler_before_publishing(
         job_service.delete_job(session, job_service.get_job(session, job_id))
     scheduler.wake.set()
     scheduler.tick()
-    assert scheduler._pending == []
+    assert len(scheduler._pending) == 0
     assert publisher.published == []
     with ctx.session() as session:
         run = session.scalars(select(Run)).one()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,9 +27,13 @@ class TimedPublisher:
         self.published: list[tuple[DueRun, datetime]] = []
         self.lock = threading.Lock()
 
-    def publish(self, run: DueRun) -> None:
+    def prepare(self, run: DueRun) -> DueRun:
+        return run
+
+    def send(self, prepared: Sequence[DueRun]) -> None:
         with self.lock:
-            self.published.append((run, datetime.now(UTC)))
+            at = datetime.now(UTC)
+            self.published += [(run, at) for run in prepared]
 
 
 @pytest.fixture(params=["postgres", "sqlite+redis"])

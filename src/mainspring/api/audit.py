@@ -1,16 +1,21 @@
 """``/api/v1/audit`` (admin): the audit log, newest first; and ``AuditActor`` for routers.
 
-Auditing a change from any router: declare an ``AuditActor`` parameter and pass it to the
-service that makes the change; the service writes the entry in the same transaction::
+Auditing a change from any router: declare an ``AuditActor`` parameter and record the change
+in the request's transaction, so the change and its entry commit or roll back together::
 
     from mainspring.api.audit import AuditActor
-    from mainspring.services.audit import record_as
+    from mainspring.services.audit import diff, record_as
 
     @router.post("/{name}/pause")
     def pause(db: Db, name: str, actor: AuditActor) -> JobOut:
-        job = pause_job(db, name)
-        record_as(db, actor, "pause", "job", job.id, {"before": {...}, "after": {...}})
-        ...
+        job = get_job_by_name(db, name)
+        before = {"enabled": job.enabled}
+        set_enabled(db, job, False)
+        record_as(db, actor, "pause", "job", job.id, diff(before, {"enabled": job.enabled}))
+        return JobOut.model_validate(job)
+
+(better still, the service takes the ``Actor`` and calls ``record_as`` itself, as
+``services.users`` and ``services.tokens`` do, so the CLI's changes are audited too).
 
 ``AuditActor`` depends on ``current_user``, so it also authenticates the caller (401 without
 credentials); combine it with ``require_role`` for the role check. It carries the caller's
@@ -27,7 +32,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from mainspring.api.auth import CurrentUser, client_address, require_role
 from mainspring.api.deps import Db
-from mainspring.api.schemas import AuditOut, AuditPage, ErrorOut, ValidationErrorOut
+from mainspring.api.schemas import AuditOut, AuditPage, ErrorOut, RequestErrorOut
 from mainspring.core.states import Role
 from mainspring.services.audit import (
     Actor,
@@ -52,7 +57,8 @@ router = APIRouter(
     responses={
         401: {"model": ErrorOut},
         403: {"model": ErrorOut},
-        422: {"model": ValidationErrorOut},
+        422: {"model": RequestErrorOut},
+        429: {"model": ErrorOut},
     },
 )
 

@@ -2,7 +2,9 @@
 
 Callers are identified by, in order: an ``Authorization`` header (HTTP Basic checked with
 ``services.users.authenticate``, or ``Bearer`` API tokens), else the console session cookie.
-A wrong ``Authorization`` header fails; it never falls back to the cookie.
+A wrong ``Authorization`` header fails; it never falls back to the cookie. Wrong Basic
+passwords count toward the login rate limit (``services.ratelimit``, shared with the console's
+login form); a blocked (username, address) gets a 429 with ``Retry-After``.
 
 CSRF uses the synchronizer-token pattern: a random token kept in the signed session cookie,
 echoed in a hidden form field (or the ``X-CSRF-Token`` header for cookie-authenticated API

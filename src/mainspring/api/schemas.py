@@ -123,7 +123,8 @@ class MeOut(UserOut):
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=150)
+    # Checked again by the service; here so that the OpenAPI schema tells clients.
+    username: str = Field(min_length=1, max_length=150, pattern=r"^[^\s:\x00-\x1f\x7f]+$")
     password: Password
     role: Role
     language: str | None = Field(default=None, max_length=16)
@@ -206,3 +207,18 @@ class AuditOut(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditOut]
     next_cursor: str | None
+
+
+class SchemaErrorItem(BaseModel):
+    """One error from request validation (FastAPI's shape); ``loc`` ends with the field."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class RequestErrorOut(BaseModel):
+    """A 422: either one ``{field, message}`` from a service rule, or the list of schema
+    errors FastAPI found in the request."""
+
+    detail: FieldError | list[SchemaErrorItem]

@@ -15,11 +15,11 @@ from mainspring.api.auth import CurrentUser
 from mainspring.api.deps import Db
 from mainspring.api.schemas import (
     ErrorOut,
+    RequestErrorOut,
     TokenCreate,
     TokenCreated,
     TokenList,
     TokenOut,
-    ValidationErrorOut,
 )
 from mainspring.db.models import ApiToken
 from mainspring.services import tokens as token_service
@@ -30,7 +30,13 @@ from mainspring.services.users import get_user, get_user_by_name
 router = APIRouter(
     prefix="/tokens",
     tags=["tokens"],
-    responses={401: {"model": ErrorOut}, 422: {"model": ValidationErrorOut}},
+    # 400: a body that is not JSON at all; 429: too many wrong Basic passwords.
+    responses={
+        400: {"model": ErrorOut},
+        401: {"model": ErrorOut},
+        422: {"model": RequestErrorOut},
+        429: {"model": ErrorOut},
+    },
 )
 
 TokenId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -63,7 +69,12 @@ def tokens_list(db: Db, principal: CurrentUser) -> TokenList:
     return TokenList(items=[_out(token, owner) for token, owner in rows])
 
 
-@router.post("", response_model=TokenCreated, status_code=201, responses={403: {"model": ErrorOut}})
+@router.post(
+    "",
+    response_model=TokenCreated,
+    status_code=201,
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
 def token_create(
     db: Db, body: TokenCreate, principal: CurrentUser, actor: AuditActor
 ) -> TokenCreated:

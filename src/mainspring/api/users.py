@@ -17,11 +17,11 @@ from mainspring.api.schemas import (
     ErrorOut,
     MeOut,
     PasswordChange,
+    RequestErrorOut,
     UserCreate,
     UserList,
     UserOut,
     UserPatch,
-    ValidationErrorOut,
 )
 from mainspring.core.states import Role
 from mainspring.services import users as user_service
@@ -31,7 +31,13 @@ from mainspring.services.users import Keep, UserUpdate
 
 router = APIRouter(
     tags=["users"],
-    responses={401: {"model": ErrorOut}, 422: {"model": ValidationErrorOut}},
+    # 400: a body that is not JSON at all; 429: too many wrong Basic passwords.
+    responses={
+        400: {"model": ErrorOut},
+        401: {"model": ErrorOut},
+        422: {"model": RequestErrorOut},
+        429: {"model": ErrorOut},
+    },
 )
 
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
@@ -123,7 +129,6 @@ def me(db: Db, principal: CurrentUser) -> MeOut:
     "/me/password",
     status_code=204,
     response_class=Response,
-    responses={429: {"model": ErrorOut}},
 )
 def me_password(
     request: Request, db: Db, body: PasswordChange, principal: CurrentUser, actor: AuditActor

@@ -54,7 +54,7 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from mainspring.cli import db, jobs, roles, runs, up
+    from mainspring.cli import db, jobs, roles, runs, tokens, up, users
 
     cli.add_command(up.up)
     cli.add_command(roles.web)
@@ -64,6 +64,8 @@ def _register() -> None:
     cli.add_command(db.db)
     cli.add_command(jobs.jobs)
     cli.add_command(runs.runs)
+    cli.add_command(users.users)
+    cli.add_command(tokens.tokens)
 
 
 _register()

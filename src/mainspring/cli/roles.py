@@ -6,6 +6,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import click
 
@@ -74,6 +75,7 @@ def scheduler(state: CliState) -> None:
     """Fire due jobs (run as many as you like for high availability)."""
     from mainspring.scheduler.publisher import CeleryPublisher
     from mainspring.scheduler.service import Scheduler
+    from mainspring.services.tasks import live_queues
     from mainspring.worker.app import make_celery
 
     settings = state.settings()
@@ -81,8 +83,9 @@ def scheduler(state: CliState) -> None:
     ctx = AppContext.open(settings)
     app = make_celery(settings)
     publisher = CeleryPublisher(app)
+    live = partial(live_queues, app, 0.5)  # asked only when a broadcast job is due
     with stop_on_signals() as stop:
-        Scheduler(ctx, publisher, revoker=publisher).run(stop)
+        Scheduler(ctx, publisher, revoker=publisher, live_workers=live).run(stop)
     publisher.close()
     ctx.close()
 

@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 
 from mainspring.core.states import FINAL_STATES, OverlapPolicy, RunState
 from mainspring.db.models import Job, Run
-from mainspring.scheduler.firing import LEASE, ActiveRun, DueRun, due_run_of, fire_job
+from mainspring.scheduler.firing import (
+    LEASE,
+    ActiveRun,
+    BroadcastPlan,
+    DueRun,
+    due_run_of,
+    fire_job,
+)
 
 BATCH = 500
 _ACTIVE = [RunState.SCHEDULED, RunState.SENT, RunState.RECEIVED, RunState.STARTED, RunState.RETRY]
@@ -38,9 +45,15 @@ class Claim:
 
 
 def claim_due_jobs(
-    session: Session, horizon: datetime, now: datetime, holder: str, limit: int = BATCH
+    session: Session,
+    horizon: datetime,
+    now: datetime,
+    holder: str,
+    limit: int = BATCH,
+    live: dict[str, set[str]] | None = None,
 ) -> Claim:
-    """Create the runs of every fire due by ``horizon`` for up to ``limit`` jobs, advance them."""
+    """Create the runs of every fire due by ``horizon`` for up to ``limit`` jobs, advance them.
+    ``live`` (worker → queues it consumes) plans broadcast jobs' fires."""
     stmt = (
         select(Job)
         .where(Job.enabled.is_(True), Job.next_fire_at <= horizon)
@@ -53,7 +66,8 @@ def claim_due_jobs(
     claim = Claim(full=len(jobs) == limit)
     rows: list[Run] = []
     for job in jobs:
-        outcome = fire_job(job, horizon, now, holder, active.get(job.id, []))
+        plan = _broadcast_plan(session, job, live or {}) if job.broadcast else None
+        outcome = fire_job(job, horizon, now, holder, active.get(job.id, []), plan)
         rows += outcome.rows
         claim.runs += outcome.publish
         claim.revoke += outcome.revoke
@@ -62,6 +76,51 @@ def claim_due_jobs(
         _mark_replaced(session, claim.revoke, now)
     session.flush()
     return claim
+
+
+def _broadcast_plan(session: Session, job: Job, live: dict[str, set[str]]) -> BroadcastPlan:
+    from mainspring.services.tasks import broadcast_plan
+
+    return BroadcastPlan(*broadcast_plan(session, job.queue, live))
+
+
+def broadcast_due(session: Session, horizon: datetime) -> bool:
+    """Whether a broadcast job fires by ``horizon`` (then the claim needs the live workers)."""
+    return (
+        session.scalar(
+            select(Job.id)
+            .where(Job.enabled.is_(True), Job.next_fire_at <= horizon, Job.broadcast.is_(True))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def release_dead_holders(session: Session, hostname: str, me: str) -> int:
+    """Release runs claimed by an earlier scheduler process of this host that is gone (killed),
+    so that a restarted scheduler publishes them at once instead of after their lease."""
+    import psutil
+
+    prefix = f"{hostname}:"
+    holders = session.scalars(
+        select(Run.claimed_by)
+        .where(Run.state == RunState.SCHEDULED.value, Run.claimed_by.startswith(prefix))
+        .distinct()
+    ).all()
+    dead = []
+    for holder in holders:
+        pid = (holder or "").removeprefix(prefix).partition(":")[0]
+        if holder != me and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            dead.append(holder)
+    if not dead:
+        return 0
+    result = session.execute(
+        update(Run)
+        .where(Run.state == RunState.SCHEDULED.value, Run.claimed_by.in_(dead))
+        .values(claimed_by=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _active_runs(session: Session, job_ids: list[int]) -> dict[int, list[ActiveRun]]:

@@ -7,7 +7,7 @@ active runs, calls ``fire_job`` for each, and stores what it returns.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from mainspring.core.policies import (
 from mainspring.core.states import MisfirePolicy, OverlapPolicy, RunState, TriggerSource
 from mainspring.core.triggers import parse_trigger, zone
 from mainspring.db.models import Job, Run
+from mainspring.worker.routing import host_queue
 
 LEASE = timedelta(seconds=30)
 MAX_FIRES_PER_CLAIM = 1_000  # per job and claim: a 10 ms interval fills a 300 ms lead with 30
@@ -43,6 +44,9 @@ class DueRun:
     window_start: datetime | None
     window_end: datetime | None
     publish_at: datetime | None = None  # due plus the job's jitter
+    options: dict[str, Any] = field(default_factory=dict)  # TaskOptions fields (retry, …)
+    parent_id: str | None = None
+    send: bool = True  # False for a broadcast's parent: only its children are messages
 
     @property
     def at(self) -> datetime:
@@ -69,10 +73,16 @@ class ActiveRun:
 
 
 def fire_job(
-    job: Job, horizon: datetime, now: datetime, holder: str, active: list[ActiveRun]
+    job: Job,
+    horizon: datetime,
+    now: datetime,
+    holder: str,
+    active: list[ActiveRun],
+    copies: BroadcastPlan | None = None,
 ) -> Outcome:
     """Every fire of ``job`` due by ``horizon``: late ones go through the misfire policy, then
-    the overlap policy; ``job`` is advanced past them."""
+    the overlap policy; ``job`` is advanced past them. A broadcast job's fire is a parent run
+    with one child per worker of ``copies``."""
     trigger, tz = parse_trigger(job.trigger), zone(job.timezone)
     bounds = _bounds(job)
     due = job.next_fire_at
@@ -109,12 +119,56 @@ def fire_job(
         run = _run(job, fire, now, holder, start, kwargs, waits_for=held_for)
         out.rows.append(run)
         if held_for is None:
-            out.publish.append(_due_run(run, job, jitter_ms(f"{job.id}:{fire}", job.jitter_ms)))
+            jitter = jitter_ms(f"{job.id}:{fire}", job.jitter_ms)
+            out.publish.append(_due_run(run, job, jitter))
+            if job.broadcast:
+                _broadcast(run, copies or BroadcastPlan([], []), now, out)
         last = fire
     for fire, reason in skips:
         out.rows.append(_skipped(job, fire, now, holder, reason))
     _advance(job, fires, last, nxt)
     return out
+
+
+@dataclass(frozen=True)
+class BroadcastPlan:
+    """Workers that get a copy of a broadcast fire, and known ones skipped with a reason."""
+
+    targets: list[str]
+    missing: list[tuple[str, str]]
+
+
+def _broadcast(parent: Run, plan: BroadcastPlan, now: datetime, out: Outcome) -> None:
+    """Children of a broadcast fire as ``submit_broadcast`` makes them: one per live worker of
+    the queue, on its host queue; known absent workers get a SKIPPED child. Children carry no
+    ``job_id`` (runs are unique on job and due instant): ``parent_id`` ties them to the fire,
+    whose own run is not a message (it is marked SENT with its children)."""
+    from mainspring.services.tasks import skipped_child
+
+    parent.options = {**parent.options, "broadcast": True, "targets": len(plan.targets)}
+    template = replace(out.publish[-1], send=True, job_id=None, parent_id=parent.id)
+    out.publish[-1] = replace(out.publish[-1], send=False)
+    for host in plan.targets:
+        child = _child(parent, host_queue(host))
+        out.rows.append(child)
+        out.publish.append(replace(template, run_id=child.id, queue=host_queue(host)))
+    for host, reason in plan.missing:
+        skipped = skipped_child(parent, host, reason, now)
+        skipped.trigger, skipped.sent_at = parent.trigger, None
+        out.rows.append(skipped)
+
+
+_COPIED = ("task", "args", "kwargs", "state", "attempt", "trigger", "scheduled_for",
+           "window_start", "window_end", "created_at", "updated_at", "claimed_by",
+           "lease_expires_at", "log_bytes", "log_truncated")  # fmt: skip
+
+
+def _child(parent: Run, queue: str) -> Run:
+    child = Run(**{c: getattr(parent, c) for c in _COPIED})
+    child.id, child.queue = str(uuid.uuid4()), queue
+    child.parent_id = child.root_id = parent.id
+    child.options = {k: v for k, v in parent.options.items() if k not in ("broadcast", "targets")}
+    return child
 
 
 def _apply_overlap(
@@ -171,8 +225,8 @@ def _run(
         task=job.task,
         args=job.args,
         kwargs=kwargs if kwargs is not None else job.kwargs,
-        options={},
-        queue=job.queue,
+        options=dict(job.options or {}),
+        queue=host_queue(job.target_worker) if job.target_worker else job.queue,
         state=RunState.SCHEDULED.value,
         attempt=0,
         trigger=TriggerSource.SCHEDULE.value,
@@ -213,6 +267,7 @@ def _due_run(run: Run, job: Job, jitter: int) -> DueRun:
         window_start=run.window_start,
         window_end=run.window_end,
         publish_at=due + timedelta(milliseconds=jitter),
+        options=dict(run.options or {}),
     )
 
 
@@ -230,4 +285,7 @@ def due_run_of(run: Run, now: datetime) -> DueRun:
         window_start=run.window_start,
         window_end=run.window_end,
         publish_at=due,
+        options=dict(run.options or {}),
+        parent_id=run.parent_id,
+        send=not (run.options or {}).get("broadcast"),
     )

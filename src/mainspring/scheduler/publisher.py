@@ -1,19 +1,43 @@
-"""Publishing claimed runs as Celery task messages (id = run id), on a producer kept open."""
+"""Publishing claimed runs as Celery task messages (id = run id), built before they are due.
+
+``prepare`` does all the work a message needs (protocol-2 body and headers, options,
+serialisation and, on Redis, the exact ``LPUSH`` kombu would send) while the run waits for its
+instant; ``send`` then hands a whole burst to the broker in one round trip (a Redis pipeline,
+one ``LPUSH`` per queue) or, on other brokers, through one producer kept open.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, Protocol
 
+from kombu.serialization import dumps
+
 from mainspring.scheduler.firing import DueRun
+from mainspring.services.tasks import TaskOptions, message_options
 
 logger = logging.getLogger("mainspring.scheduler")
 
+_OPTION_KEYS = frozenset(TaskOptions.model_fields) - {"queue", "worker"}
+_CREATE_KEYS = ("soft_time_limit", "time_limit", "parent_id", "root_id")
+
 
 class Publisher(Protocol):
-    """Hands one run to the broker; returns only once the broker has it (or raises)."""
+    """Hands runs to the broker.
 
-    def publish(self, run: DueRun) -> None: ...
+    ``prepare`` is pure CPU work (no I/O), done ahead of the due instant; its result is opaque
+    and only given back to ``send``. ``send`` returns once the broker holds every message of
+    the burst, or raises: then some may have been sent, and the runs stay claimed so that they
+    are published again (the worker guard, keyed on the run id, drops a second delivery).
+    """
+
+    def prepare(self, run: DueRun) -> Any: ...
+
+    def send(self, prepared: Sequence[Any]) -> None: ...
 
 
 class Revoker(Protocol):
@@ -32,50 +56,169 @@ def headers_of(run: DueRun) -> dict[str, Any]:
     }
 
 
+def task_options(run: DueRun) -> TaskOptions:
+    """The run's execution options (retry, limits, expiry, priority), as submissions have."""
+    return TaskOptions.model_validate({k: v for k, v in run.options.items() if k in _OPTION_KEYS})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One task message, serialised; ``commands`` are its final Redis commands (if Redis)."""
+
+    run_id: str
+    queue: str
+    body: bytes
+    content_type: str
+    content_encoding: str
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    commands: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+
+class _Capture:
+    """Collects the Redis commands kombu's Redis channel would run for one publish (its
+    ``_publish_batch`` protocol), without sending them."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, name: str, *args: Any) -> None:
+        self.commands.append((name, args))
+
+
 class CeleryPublisher:
-    """Publishes Celery protocol-2 messages straight through one kombu producer held for the
-    process's life: no pool round trip and no ``task-sent`` event per message (the scheduler
-    records SENT itself). A broken connection is replaced once and the publish retried."""
+    """Builds Celery protocol-2 messages with the run's options and publishes bursts on one
+    broker channel held for the process's life: no pool round trip and no ``task-sent`` event
+    per message (the scheduler records SENT itself). A broken connection is replaced once and
+    the burst retried."""
 
     def __init__(self, app: Any) -> None:
         self._app = app
         self._producer: Any = None
         self._declared: set[str] = set()
+        self._lock = threading.Lock()  # prepare (claiming thread) and send (publishing thread)
 
-    def publish(self, run: DueRun) -> None:
+    def prepare(self, run: DueRun) -> Message:
+        headers, extra = message_options(task_options(run), run.parent_id)
+        create = {k: extra[k] for k in _CREATE_KEYS if k in extra}
+        if "expires" in extra:  # counted from the due instant, not from now
+            create["expires"] = run.due + timedelta(seconds=extra["expires"])
+        task = self._app.amqp.create_task_message(
+            run.run_id, run.task, run.args, run.kwargs, **create
+        )
+        content_type, content_encoding, body = dumps(task.body, serializer="json")
+        properties = {**task.properties, "delivery_mode": 2}
+        if "priority" in extra:
+            properties["priority"] = extra["priority"]
+        message = Message(
+            run_id=run.run_id,
+            queue=run.queue,
+            body=body if isinstance(body, bytes) else str(body).encode(),
+            content_type=content_type,
+            content_encoding=content_encoding,
+            headers={**task.headers, **headers, **headers_of(run)},
+            properties=properties,
+        )
+        return self._with_redis_commands(message)
+
+    def _with_redis_commands(self, message: Message) -> Message:
+        channel = self._channel()
+        self._declare(channel, {message.queue})  # ahead of the instant, like the message
+        if not _is_redis(channel):
+            return message
+        capture = _Capture()
+        raw = channel.prepare_message(
+            message.body,
+            message.properties.get("priority"),
+            message.content_type,
+            message.content_encoding,
+            dict(message.headers),
+            {**message.properties, "delivery_info": {}},
+        )
+        channel.basic_publish(raw, exchange="", routing_key=message.queue, _publish_batch=capture)
+        return replace(message, commands=tuple(capture.commands))
+
+    def send(self, prepared: Sequence[Any]) -> None:
+        messages: list[Message] = list(prepared)
+        if not messages:
+            return
         try:
-            self._send(run)
+            self._send(messages)
         except Exception:
             logger.warning("publish failed; reconnecting to the broker", exc_info=True)
             self.close()
-            self._send(run)
+            self._send(messages)
 
-    def _send(self, run: DueRun) -> None:
+    def _send(self, messages: list[Message]) -> None:
+        channel = self._channel()
+        self._declare(channel, {m.queue for m in messages})
+        if all(m.commands for m in messages) and _is_redis(channel):
+            _redis_burst(channel, messages)
+            return
+        for m in messages:
+            self._producer.publish(
+                m.body,
+                exchange="",
+                routing_key=m.queue,
+                headers=m.headers,
+                content_type=m.content_type,
+                content_encoding=m.content_encoding,
+                **m.properties,
+            )
+
+    def _channel(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._app.producer_pool.acquire(block=True)
+                self._declared.clear()
+                if _is_redis(self._producer.channel):
+                    self._producer.channel.client.ping()  # connect now, not on the first burst
+            return self._producer.channel
+
+    def _declare(self, channel: Any, queues: set[str]) -> None:
         from kombu.entity import Queue
 
-        if self._producer is None:
-            self._producer = self._app.producer_pool.acquire(block=True)
-            self._declared.clear()
-        message = self._app.amqp.create_task_message(run.run_id, run.task, run.args, run.kwargs)
-        declare = [] if run.queue in self._declared else [Queue(run.queue)]
-        self._producer.publish(
-            message.body,
-            exchange="",
-            routing_key=run.queue,
-            headers={**message.headers, **headers_of(run)},
-            serializer="json",
-            delivery_mode=2,
-            declare=declare,
-            **message.properties,
-        )
-        self._declared.add(run.queue)
+        with self._lock:
+            missing = queues - self._declared
+        for name in missing:
+            Queue(name).bind(channel).declare()
+            with self._lock:
+                self._declared.add(name)
 
     def revoke(self, run_id: str) -> None:
         self._app.control.revoke(run_id, terminate=True)
 
     def close(self) -> None:
-        if self._producer is not None:
-            try:
-                self._producer.release()
-            finally:
-                self._producer = None
+        with self._lock:
+            if self._producer is not None:
+                try:
+                    self._producer.release()
+                finally:
+                    self._producer = None
+
+
+def _is_redis(channel: Any) -> bool:
+    """A kombu Redis channel that supports batched publishing (kombu ≥ 5.6)."""
+    return hasattr(channel, "create_publish_batch") and hasattr(channel, "client")
+
+
+def _redis_burst(channel: Any, messages: list[Message]) -> None:
+    """Every message in one pipeline: consecutive LPUSHes to one key merged into one command
+    (kombu consumes from the other end, so the order is kept)."""
+    merged: list[tuple[str, list[Any]]] = []
+    for m in messages:
+        for name, args in m.commands:
+            last = merged[-1] if merged else None
+            if (
+                name == "lpush"
+                and last is not None
+                and last[0] == "lpush"
+                and last[1][0] == args[0]
+            ):
+                last[1].extend(args[1:])
+            else:
+                merged.append((name, list(args)))
+    with channel.client.pipeline(transaction=False) as pipe:
+        for name, values in merged:
+            getattr(pipe, name)(*values)
+        pipe.execute()

@@ -1,38 +1,55 @@
-"""The scheduler loop: claim ahead, sleep to the due instant, publish, mark sent.
+"""The scheduler: claim ahead, publish at the due instant, mark sent afterwards.
 
-Claimed runs wait in an in-memory heap ordered by publish instant; the loop sleeps on the
-wall clock until the next one (or the next claim), and a wake-up (a job changed) interrupts
-the sleep so that the change is claimed, or a cancelled run dropped, at once.
+``run`` uses two threads so that no database work ever sits between a due instant and its
+publish. The claiming thread claims fires ``LEAD`` ahead, builds their messages at once
+(``Publisher.prepare``) and queues them by publish instant; it also drops runs cancelled
+meanwhile and records what was sent. The publishing thread only waits for the head of the
+queue and sends every run due at that instant as one burst (``Publisher.send``).
+
+``tick`` does the same steps in sequence on one thread, for tests on a fake clock.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
+import queue
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from mainspring.context import AppContext
 from mainspring.scheduler.claims import (
+    broadcast_due,
     claim_due_jobs,
     claim_held_runs,
     mark_sent,
     next_due_at,
     not_scheduled,
     release_claims,
+    release_dead_holders,
     release_waiting,
 )
 from mainspring.scheduler.firing import DueRun
+from mainspring.scheduler.pending import Pending, PendingRuns
 from mainspring.scheduler.publisher import Publisher, Revoker
 from mainspring.scheduler.wakeup import WakeupListener
 from mainspring.services.clock import Clock, SystemClock
 
 logger = logging.getLogger("mainspring.scheduler")
 
-LEAD = timedelta(milliseconds=300)
-_WAKE_CHECK = 0.05  # while waiting to publish, look at wake-ups this often (seconds)
+LEAD = timedelta(seconds=1)  # claim (and build messages) this far ahead of the due instant
+SYNC_WINDOW = timedelta(milliseconds=300)  # ``tick`` publishes what is due this soon
+_SPIN = 0.002  # the last stretch before an instant is slept precisely, not on a condition
+_MARK_EVERY = 0.05  # the claiming thread records sent runs at least this often (seconds)
+_RETRY_SEND = timedelta(seconds=1)
+_WAKE_CHECK = 0.05
+_SWITCH_INTERVAL = 0.0002  # seconds
+_QUIET = 0.03  # seconds before a publish instant without database work in this process
+
+LiveWorkers = Callable[[], dict[str, set[str]]]
 
 
 class Scheduler:
@@ -40,7 +57,8 @@ class Scheduler:
 
     Guarantees: each fire is claimed by one scheduler in the transaction that advances its
     job; a run is published at or after its due instant; a claimed run this process stops
-    holding is released (or its lease expires) so that another scheduler publishes it.
+    holding is released (or its lease expires) so that another scheduler publishes it, and a
+    restarted scheduler at once takes over the runs of its killed predecessor on this host.
     """
 
     def __init__(
@@ -51,6 +69,8 @@ class Scheduler:
         poll_interval: float | None = None,
         revoker: Revoker | None = None,
         listen: bool = True,
+        live_workers: LiveWorkers | None = None,
+        lead: timedelta = LEAD,
     ) -> None:
         self._ctx = ctx
         self._publisher = publisher
@@ -58,86 +78,111 @@ class Scheduler:
         self._clock = clock or SystemClock()
         self._poll = poll_interval or ctx.settings.scheduler_poll_interval
         self._listen = listen
+        self._live_workers = live_workers
+        self._lead = lead
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self._pending: list[DueRun] = []
+        self._pending = PendingRuns()
+        self._sent: queue.SimpleQueue[list[tuple[DueRun, datetime]]] = queue.SimpleQueue()
         self._next_claim: datetime | None = None
         self.wake = threading.Event()
+        self._sending = threading.Event()  # the publishing thread is sending a burst
         self.lateness_ms: list[float] = []  # of the fires this process published, bounded
 
+    # --- two threads --------------------------------------------------------------------
+
     def run(self, stop: threading.Event) -> None:
+        # The publishing thread must get the GIL within a fraction of a millisecond when an
+        # instant comes, even while the claiming thread is busy (the default is 5 ms).
+        sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         listener = None
         if self._listen:
-            broker = self._ctx.settings.broker_url
-            listener = WakeupListener(self._ctx.engine, broker, self.wake)
+            listener = WakeupListener(self._ctx.engine, self._ctx.settings.broker_url, self.wake)
             listener.start()
+        done = threading.Event()
+        publishing = threading.Thread(
+            target=self._publish_loop, args=(done,), name="ms-publish", daemon=True
+        )
+        publishing.start()
         logger.info("scheduler %s started", self.holder)
         try:
-            while not stop.is_set():
-                try:
-                    delay = self.tick()
-                except Exception:
-                    logger.exception("scheduler tick failed; retrying")
-                    self._next_claim = None
-                    delay = self._poll
-                if delay > 0:
-                    self.wake.wait(delay)
+            self._recover()
+            self._claim_loop(stop)
         finally:
+            done.set()
+            publishing.join(timeout=10)
             if listener is not None:
                 listener.stop()
-            self._release_pending()
+            self._shutdown()
             logger.info("scheduler %s stopped", self.holder)
+
+    def _claim_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._flush_sent()
+                if not self._burst_imminent():
+                    self._claim_if_due()
+                delay = self._claim_delay()
+            except Exception:
+                logger.exception("scheduler claim failed; retrying")
+                self._next_claim = None
+                delay = self._poll
+            self.wake.wait(min(max(delay, 0.01), _MARK_EVERY))
+
+    def _burst_imminent(self) -> bool:
+        """Whether a publish is due within ``_QUIET``: database work then waits until it is
+        out, so that the publishing thread has the interpreter to itself."""
+        if self._sending.is_set():
+            return True
+        head = self._pending.head()
+        return head is not None and (head - self._clock.now()).total_seconds() < _QUIET
+
+    def _publish_loop(self, done: threading.Event) -> None:
+        while not done.is_set():
+            head = self._pending.head()
+            if head is None:
+                self._pending.wait(0.1)
+                continue
+            remaining = (head - self._clock.now()).total_seconds()
+            if remaining > _SPIN:
+                self._pending.wait(min(remaining - _SPIN, 0.1))
+            elif remaining > 0:
+                self._clock.sleep(remaining)
+            else:
+                self._publish_burst()
+
+    def _recover(self) -> None:
+        try:
+            with self._ctx.session() as session:
+                taken = release_dead_holders(session, socket.gethostname(), self.holder)
+            if taken:
+                logger.info("took over %d run(s) of a killed scheduler on this host", taken)
+        except Exception:
+            logger.exception("could not look for runs of a killed scheduler; leases will expire")
+
+    def _shutdown(self) -> None:
+        try:
+            self._flush_sent()
+        except Exception:
+            logger.exception("could not record sent runs; their leases will expire")
+        self._release_pending()
+
+    # --- one thread (tests on a fake clock) ---------------------------------------------
 
     def tick(self) -> float:
         """Claim what is due soon, publish what is due now; return how long to sleep."""
-        now = self._clock.now()
-        woken = self.wake.is_set()
-        self.wake.clear()
-        if woken and self._pending:
-            self._drop_cancelled()
-        if woken or self._next_claim is None or now + LEAD >= self._next_claim:
-            self._claim(now)
-        self._publish_due()
-        return self._delay()
-
-    def _claim(self, now: datetime) -> None:
-        horizon = now + LEAD
-        revoke: list[str] = []
-        with self._ctx.session() as session:
-            release_waiting(session, now)
-            runs = claim_held_runs(session, horizon, now, self.holder)
-        while True:
-            with self._ctx.session() as session:
-                claim = claim_due_jobs(session, horizon, now, self.holder)
-            runs += claim.runs
-            revoke += claim.revoke
-            if not claim.full:
+        self._claim_if_due()
+        while (head := self._pending.head()) is not None:
+            if head - self._clock.now() > SYNC_WINDOW or not self._wait_until(head):
                 break
-        for run in runs:
-            heapq.heappush(self._pending, run)
-        self._revoke(revoke)
-        with self._ctx.session() as session:
-            upcoming = next_due_at(session)
-        poll_at = now + timedelta(seconds=self._poll)
-        self._next_claim = min(upcoming, poll_at) if upcoming is not None else poll_at
-
-    def _publish_due(self) -> None:
-        """Publish, each at its instant, the runs due within the lead; stop early on a wake-up
-        so that a change is claimed before anything later is published."""
-        sent: list[tuple[DueRun, datetime]] = []
-        try:
-            while self._pending:
-                head = self._pending[0]
-                if head.at - self._clock.now() > LEAD or not self._wait_until(head.at):
-                    break
-                run = heapq.heappop(self._pending)
-                self._publisher.publish(run)
-                at = self._clock.now()
-                sent.append((run, at))
-        finally:
-            if sent:
-                with self._ctx.session() as session:
-                    mark_sent(session, sent)
-                self._note(sent)
+            self._publish_burst()
+        self._flush_sent()
+        now = self._clock.now()
+        targets = [self._next_claim] if self._next_claim else []
+        if (head := self._pending.head()) is not None:
+            targets.append(head - SYNC_WINDOW)
+        if not targets:
+            return self._poll
+        return max(0.0, min(self._poll, min((t - now).total_seconds() for t in targets)))
 
     def _wait_until(self, at: datetime) -> bool:
         """Sleep until ``at``; False if a wake-up came first."""
@@ -149,21 +194,115 @@ class Scheduler:
                 return False
             self._clock.sleep(min(remaining, _WAKE_CHECK))
 
-    def _delay(self) -> float:
+    # --- steps ----------------------------------------------------------------------------
+
+    def _claim_if_due(self) -> None:
         now = self._clock.now()
-        targets = [self._next_claim - LEAD] if self._next_claim else []
-        if self._pending:
-            targets.append(self._pending[0].at - LEAD)
-        if not targets:
-            return self._poll
-        return max(0.0, min(self._poll, min((t - now).total_seconds() for t in targets)))
+        woken = self.wake.is_set()
+        self.wake.clear()
+        if woken and len(self._pending):
+            self._drop_cancelled()
+        if woken or self._next_claim is None or now >= self._next_claim:
+            self._claim(now)
+
+    def _claim(self, now: datetime) -> None:
+        horizon = now + self._lead
+        live = self._live_snapshot(horizon)
+        revoke: list[str] = []
+        with self._ctx.session() as session:
+            release_waiting(session, now)
+            self._enqueue(claim_held_runs(session, horizon, now, self.holder))
+        while True:
+            with self._ctx.session() as session:
+                claim = claim_due_jobs(session, horizon, now, self.holder, live=live)
+            self._enqueue(claim.runs)  # the publisher may start on a burst's first batches
+            revoke += claim.revoke
+            if not claim.full:
+                break
+        self._revoke(revoke)
+        with self._ctx.session() as session:
+            upcoming = next_due_at(session)
+        poll_at = now + timedelta(seconds=self._poll)
+        self._next_claim = min(upcoming - self._lead, poll_at) if upcoming is not None else poll_at
+
+    def _claim_delay(self) -> float:
+        if self._next_claim is None:
+            return 0.0
+        return max(0.0, (self._next_claim - self._clock.now()).total_seconds())
+
+    def _live_snapshot(self, horizon: datetime) -> dict[str, set[str]] | None:
+        """The live workers and their queues, asked only when a broadcast job is due."""
+        if self._live_workers is None:
+            return None
+        with self._ctx.session() as session:
+            if not broadcast_due(session, horizon):
+                return None
+        try:
+            return self._live_workers()
+        except Exception:
+            logger.exception("could not ask workers for their queues; broadcasting to none")
+            return {}
+
+    def _enqueue(self, runs: list[DueRun]) -> None:
+        items = []
+        for run in runs:
+            message = None
+            if run.send:
+                try:
+                    message = self._publisher.prepare(run)
+                except Exception:
+                    logger.exception("could not build run %s; building it when due", run.run_id)
+            items.append(Pending(run.at, run.run_id, run, message))
+        self._pending.push(items)
+
+    def _publish_burst(self) -> None:
+        """Send every run due now in one burst; on failure put them back to retry shortly."""
+        self._sending.set()
+        try:
+            self._send_due()
+        finally:
+            self._sending.clear()
+
+    def _send_due(self) -> None:
+        batch = self._pending.pop_due(self._clock.now())
+        if not batch:
+            return
+        try:
+            messages = [
+                p.message if p.message is not None else self._publisher.prepare(p.run)
+                for p in batch
+                if p.run.send
+            ]
+            self._publisher.send(messages)
+        except Exception:
+            logger.exception("could not publish %d run(s); retrying", len(batch))
+            retry_at = self._clock.now() + _RETRY_SEND
+            self._pending.push([Pending(retry_at, p.run_id, p.run, p.message) for p in batch])
+            return
+        at = self._clock.now()
+        self._sent.put([(p.run, at) for p in batch])
+
+    def _flush_sent(self) -> None:
+        sent: list[tuple[DueRun, datetime]] = []
+        while True:
+            try:
+                sent += self._sent.get_nowait()
+            except queue.Empty:
+                break
+        if not sent:
+            return
+        try:
+            with self._ctx.session() as session:
+                mark_sent(session, sent)
+        except Exception:
+            self._sent.put(sent)  # recorded on the next attempt
+            raise
+        self._note(sent)
 
     def _drop_cancelled(self) -> None:
         with self._ctx.session() as session:
-            gone = not_scheduled(session, [r.run_id for r in self._pending])
-        if gone:
-            self._pending = [r for r in self._pending if r.run_id not in gone]
-            heapq.heapify(self._pending)
+            gone = not_scheduled(session, self._pending.run_ids())
+        if gone and self._pending.drop(gone):
             logger.info("dropped %d cancelled run(s) before publishing", len(gone))
 
     def _revoke(self, run_ids: list[str]) -> None:
@@ -177,12 +316,12 @@ class Scheduler:
                 logger.exception("could not revoke run %s", run_id)
 
     def _release_pending(self) -> None:
-        if not self._pending:
+        items = self._pending.drain()
+        if not items:
             return
         try:
             with self._ctx.session() as session:
-                release_claims(session, [r.run_id for r in self._pending])
-            self._pending = []
+                release_claims(session, [p.run_id for p in items])
         except Exception:
             logger.exception("could not release claimed runs; their leases will expire")
 

@@ -7,8 +7,10 @@ CLI with ``Actor.cli()``.
 
 ``changes`` holds the before and after values of the fields that changed, as
 ``{"v": 1, "before": {...}, "after": {...}}`` (see ``diff``). Secrets never reach the table:
-``record`` replaces the value of every key that looks like a secret (``password``, ``token``,
-``secret``, ``*_hash``, ``authorization``, ``api_key``), at any depth, with ``"***"``.
+``record`` replaces the value of every key that names a secret with ``"***"``, at any depth,
+by the same rule the recorder applies to task arguments (``recorder.masking``: keys containing
+``password``, ``token``, ``secret``, ``api_key``, ``credential``, ``authorization``…) plus
+``*hash``. So context keys must avoid those words (``owner``, not ``token_owner``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from sqlalchemy.orm import Session
 
 from mainspring.db.models import AuditEntry
 from mainspring.errors import ValidationError
+from mainspring.recorder import masking as recorder_masking
 from mainspring.services.clock import utcnow
 
 CHANGES_VERSION = 1
-MASK = "***"
-_SECRET_WORDS = ("password", "secret", "token", "authorization", "api_key", "apikey")
+MASK = recorder_masking.MASK
 _MAX_ID = 2**63 - 1
 
 
@@ -57,8 +59,8 @@ class AuditFilter:
 
 
 def is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return lowered.endswith("_hash") or any(word in lowered for word in _SECRET_WORDS)
+    """The recorder's rule for task arguments (one rule for the whole product), plus hashes."""
+    return recorder_masking.is_secret_key(key) or key.lower().endswith("hash")
 
 
 def mask_secrets(value: Any) -> Any:

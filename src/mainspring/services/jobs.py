@@ -57,6 +57,9 @@ class JobSpec:
     misfire_grace_s: int = 60
     overlap_policy: str = OverlapPolicy.ALLOW.value
     data_window: dict[str, Any] | None = None
+    target_worker: str | None = None  # run on this worker only (its host queue)
+    broadcast: bool = False  # one run per live worker of ``queue``
+    options: dict[str, Any] = field(default_factory=dict)  # retry, limits, expires, priority
 
 
 def validate_queue(queue: str, field_name: str = "queue") -> str:
@@ -105,7 +108,37 @@ def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
     parse_policy(spec.misfire_policy, MisfirePolicy, "misfire_policy")
     parse_policy(spec.overlap_policy, OverlapPolicy, "overlap_policy")
     WindowSpec.parse(spec.data_window)
+    _validate_routing(spec)
     return trigger, bounds
+
+
+def _validate_routing(spec: JobSpec) -> dict[str, Any]:
+    """Check where the job runs and its execution options; return the options to store."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from mainspring.services.tasks import TaskOptions
+    from mainspring.worker.routing import check_hostname
+    from mainspring.worker.schemas import describe
+
+    if spec.target_worker is not None:
+        try:
+            check_hostname(spec.target_worker)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("target_worker", str(exc)) from None
+        if spec.broadcast:
+            raise ValidationError("broadcast", "a broadcast job cannot target one worker")
+    if not isinstance(spec.broadcast, bool):
+        raise ValidationError("broadcast", "must be true or false")
+    if not isinstance(spec.options, dict):
+        raise ValidationError("options", "must be a JSON object")
+    for key in ("queue", "worker"):
+        if key in spec.options:
+            raise ValidationError(f"options.{key}", f"use the job's own {key!r} field")
+    try:
+        options = TaskOptions.model_validate(spec.options)
+    except PydanticValidationError as exc:
+        raise ValidationError("options", describe(exc)) from None
+    return options.model_dump(exclude_none=True, mode="json")
 
 
 def job_bounds(job: Job) -> Bounds:
@@ -143,6 +176,9 @@ def _apply(job: Job, spec: JobSpec, trigger: Trigger, bounds: Bounds) -> None:
     job.overlap_policy = OverlapPolicy(spec.overlap_policy).value
     job.data_window = window.to_json() if spec.data_window is not None else None
     job.tags = list(spec.tags)
+    job.target_worker = spec.target_worker
+    job.broadcast = spec.broadcast
+    job.options = _validate_routing(spec)
 
 
 def create_job(session: Session, spec: JobSpec, actor: str | None = None) -> Job:

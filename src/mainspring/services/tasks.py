@@ -130,18 +130,17 @@ def submit_broadcast(
     live = live_queues(app, inspect_timeout)
     now = utcnow()
     parent = _new_run(task, args, kwargs, options, queue, TriggerSource.API, now)
-    targets = sorted(host for host, queues in live.items() if queue in queues)
-    parent.options = {**parent.options, "broadcast": True, "targets": len(targets)}
     result = Broadcast(parent=parent)
     with ctx.session() as session:
-        missing = _absent_workers(session, queue, set(live))
+        targets, missing = broadcast_plan(session, queue, live)
+        parent.options = {**parent.options, "broadcast": True, "targets": len(targets)}
         session.add(parent)
         for host in targets:
             child = _new_run(task, args, kwargs, options, host_queue(host), TriggerSource.API, now)
             child.parent_id = child.root_id = parent.id
             result.children.append(child)
         for host, reason in missing:
-            result.children.append(_skipped_child(parent, host, reason, now))
+            result.children.append(skipped_child(parent, host, reason, now))
         session.add_all(result.children)
     for child in result.children:
         if child.state == RunState.SENT.value:
@@ -153,6 +152,15 @@ def live_queues(app: Any, timeout: float = 1.0) -> dict[str, set[str]]:
     """Queues each worker that answers within ``timeout`` is consuming right now."""
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     return {host: {str(q.get("name")) for q in queues or []} for host, queues in replies.items()}
+
+
+def broadcast_plan(
+    session: Any, queue: str, live: dict[str, set[str]]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Who gets a copy of a broadcast on ``queue``: the live workers consuming it (sorted), and
+    ``(host, reason)`` for known workers of the queue that are offline or did not answer."""
+    targets = sorted(host for host, queues in live.items() if queue in queues)
+    return targets, _absent_workers(session, queue, set(live))
 
 
 def _absent_workers(session: Any, queue: str, live: set[str]) -> list[tuple[str, str]]:
@@ -173,7 +181,7 @@ def _fmt(at: datetime | None) -> str:
     return at.isoformat(timespec="seconds") if at else "never"
 
 
-def _skipped_child(parent: Run, host: str, reason: str, now: datetime) -> Run:
+def skipped_child(parent: Run, host: str, reason: str, now: datetime) -> Run:
     child = _new_run(
         parent.task,
         parent.args or [],
@@ -219,10 +227,12 @@ def _new_run(
     )
 
 
-def _publish(
-    ctx: AppContext, app: Any, run: Run, options: TaskOptions, parent_id: str | None = None
-) -> None:
-    """Hand the run to the broker; a broker failure marks the stored run FAILURE and raises."""
+def message_options(
+    options: TaskOptions, parent_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How a run's options travel (shared with the scheduler): the retry policy as the
+    ``mainspring_retry`` header; limits, expiry (seconds), priority and parentage as
+    ``send_task`` options. Returns ``(headers, options)``, unset ones left out."""
     headers: dict[str, Any] = {}
     if options.retry is not None and options.retry.retries:
         headers[RETRY_HEADER] = options.retry.model_dump(mode="json")
@@ -238,6 +248,14 @@ def _publish(
         }.items()
         if v is not None
     }
+    return headers, extra
+
+
+def _publish(
+    ctx: AppContext, app: Any, run: Run, options: TaskOptions, parent_id: str | None = None
+) -> None:
+    """Hand the run to the broker; a broker failure marks the stored run FAILURE and raises."""
+    headers, extra = message_options(options, parent_id)
     try:
         app.send_task(
             run.task,

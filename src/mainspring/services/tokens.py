@@ -100,7 +100,9 @@ def create_token(
     """A new token for ``owner``; its role is capped by the owner's and the caller's roles."""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise ValidationError("name", "must not contain control characters")
-    wanted = role or min(Role(owner.role), caller_role, key=_rank)
+    owner_role = Role(owner.role)
+    lower = owner_role if role_allows(caller_role, owner_role) else caller_role
+    wanted = role or lower
     if not role_allows(caller_role, wanted):
         raise ValidationError("role", f"cannot exceed your own role {caller_role.value!r}")
     secret, row = create_api_token(session, owner, name, role=wanted, expires_at=expires_at)
@@ -108,17 +110,18 @@ def create_token(
     return secret, row
 
 
-def _rank(role: Role) -> int:
-    return [Role.VIEWER, Role.OPERATOR, Role.ADMIN].index(role)
-
-
-def list_tokens(session: Session, caller: Caller) -> Sequence[tuple[ApiToken, str]]:
-    """Tokens with their owner's name, newest first: all for an admin, else the caller's."""
+def list_tokens(
+    session: Session, caller: Caller, owner_id: int | None = None
+) -> Sequence[tuple[ApiToken, str]]:
+    """Tokens with their owner's name, newest first: all for an admin, else the caller's;
+    ``owner_id`` narrows the list to one user."""
     query = select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
     if not caller.is_admin:
         query = query.where(ApiToken.user_id == caller.user_id)
-    rows = session.execute(query.order_by(ApiToken.id.desc())).tuples().all()
-    return list(rows)
+    if owner_id is not None:
+        query = query.where(ApiToken.user_id == owner_id)
+    rows = session.execute(query.order_by(ApiToken.id.desc()))
+    return [(token, username) for token, username in rows]
 
 
 def get_token(session: Session, token_id: int, caller: Caller) -> tuple[ApiToken, str]:

@@ -266,8 +266,7 @@ def delete_user(
         raise ConflictError("you cannot delete your own account; ask another admin")
     _ensure_another_active_admin(session, user, "delete")
     changes = diff(snapshot(user), {})
-    tokens = session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
-    changes["tokens_deleted"] = tokens.rowcount  # type: ignore[attr-defined]
+    session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     user_id = user.id
     session.delete(user)
     session.flush()
