@@ -9,10 +9,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -91,7 +88,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _request_invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     if is_api_request(request):
-        return await request_validation_exception_handler(request, exc)
+        # Name the field and the problem, but never echo the input back: it may hold a
+        # secret, and text that cannot be encoded would turn a 422 into a 500.
+        errors = [
+            {"loc": list(err["loc"]), "msg": str(err["msg"]), "type": str(err["type"])}
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
     fields = ", ".join(".".join(str(p) for p in err["loc"][1:]) for err in exc.errors())
     return _error_page(request, 422, "Invalid request", f"Check these values: {fields}")
 
