@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from mainspring.context import AppContext
 from mainspring.core.states import RunState
 from mainspring.db.models import Run
-from mainspring.recorder.service import Recorder
+from mainspring.recorder.service import Recorder, RecorderOptions
 from mainspring.settings import Settings
 from mainspring.worker.app import make_celery
 
@@ -113,7 +113,7 @@ def publish(broker: str, runs: int, processes: int = PUBLISHERS) -> float:
 
 
 def start_recorder(ctx: AppContext, app: Any, node: str) -> tuple[threading.Thread, Any]:
-    recorder = Recorder(ctx, app, queue_node=node)
+    recorder = Recorder(ctx, app, queue_node=node, options=RecorderOptions(event_queue_ttl=120))
     stop = threading.Event()
     thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
     thread.start()

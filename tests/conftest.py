@@ -184,6 +184,7 @@ class RecordingSystem:
             "inspect_interval": 2.0,
             "worker_timeout": 6.0,
             "retention_interval": 3600.0,
+            "event_queue_ttl": 300.0,  # a test's queue must not collect events for days
         }
         recorder = Recorder(
             self.ctx,
@@ -216,6 +217,14 @@ class RecordingSystem:
         self.workers[name] = mainspring_process(args, self.env, log, cwd=REPO_ROOT)
         return name
 
+    def delete_event_queues(self) -> None:
+        """Remove the recorder queues this test declared (RabbitMQ keeps them otherwise)."""
+        base = self.queue_node.removesuffix("-after")
+        with self.app.connection_for_write() as conn:
+            channel = conn.default_channel
+            for node in (base, f"{base}-after"):
+                channel.queue_delete(f"celeryev.{node}")
+
     def stop_worker(self, name: str) -> list[int]:
         from tests.helpers import stop_process_tree
 
@@ -224,6 +233,7 @@ class RecordingSystem:
     def close(self) -> list[int]:
         survivors = [pid for name in list(self.workers) for pid in self.stop_worker(name)]
         self.stop_recorder()
+        self.delete_event_queues()
         self.app.close()
         self.ctx.close()
         return survivors

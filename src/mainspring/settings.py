@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     task_routes: dict[str, str] = Field(default_factory=dict)
     guard_url: str | None = None
     guard_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    run_log_cap_bytes: int = Field(default=1024 * 1024, ge=1024)
+    retention_days: int | None = Field(default=30, ge=1)
+    retention_max_runs: int | None = Field(default=None, ge=1)
     scheduler_poll_interval: float = Field(default=1.0, gt=0, le=60)
     cookie_secure: bool = False
     debug: bool = False

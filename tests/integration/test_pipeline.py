@@ -17,7 +17,7 @@ from sqlalchemy import select
 from mainspring.context import AppContext
 from mainspring.core.states import RunState
 from mainspring.db.models import Run, Worker
-from mainspring.recorder.service import Recorder
+from mainspring.recorder.service import Recorder, RecorderOptions
 from mainspring.scheduler.publisher import CeleryPublisher
 from mainspring.scheduler.service import Scheduler
 from mainspring.services import jobs as job_service
@@ -43,7 +43,8 @@ def system(broker_url: str, data_dir: Path, tmp_path: Path) -> Iterator[AppConte
     ctx = AppContext.open(settings)
     app = make_celery(settings)
     stop = threading.Event()
-    recorder = Recorder(ctx, app, queue_node=f"test-{uuid.uuid4().hex[:8]}")
+    node = f"test-{uuid.uuid4().hex[:8]}"
+    recorder = Recorder(ctx, app, queue_node=node, options=RecorderOptions(event_queue_ttl=300))
     threads = [
         threading.Thread(target=recorder.run, args=(stop,), daemon=True),
         threading.Thread(
@@ -76,6 +77,8 @@ def system(broker_url: str, data_dir: Path, tmp_path: Path) -> Iterator[AppConte
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(f"celeryev.{node}")
         app.close()
         ctx.close()
         assert survivors == [], f"worker processes outlived SIGTERM: {survivors}"

@@ -42,6 +42,7 @@ class Setup:
         }
         self.settings = Settings(data_dir=data_dir, broker_url=redis_url)
         self.app = make_celery(self.settings)
+        self.control = make_celery(self.settings)  # the scheduler's, as ``mainspring scheduler``
         self.ctx = AppContext.open(self.settings)
         self.redis = redis.Redis.from_url(redis_url)
         self.pool = pool
@@ -69,7 +70,7 @@ class Setup:
             return job_service.create_job(session, spec).id
 
     def start_scheduler(self) -> None:
-        live = partial(live_queues, self.app, 1.0)
+        live = partial(live_queues, self.control, 1.0)
         scheduler = Scheduler(self.ctx, self.publisher, poll_interval=0.2, live_workers=live)
         self._thread = threading.Thread(target=scheduler.run, args=(self._stop,), daemon=True)
         self._thread.start()
@@ -87,6 +88,7 @@ class Setup:
             self._thread.join(timeout=15)
             assert not self._thread.is_alive(), "the scheduler thread did not stop"
         self.publisher.close()
+        self.control.close()
         self.app.close()
         self.ctx.close()
 

@@ -83,7 +83,8 @@ def scheduler(state: CliState) -> None:
     ctx = AppContext.open(settings)
     app = make_celery(settings)
     publisher = CeleryPublisher(app)
-    live = partial(live_queues, app, 0.5)  # asked only when a broadcast job is due
+    # Asked only when a broadcast job is due, on an app (connections) of its own.
+    live = partial(live_queues, make_celery(settings), 0.5)
     with stop_on_signals() as stop:
         Scheduler(ctx, publisher, revoker=publisher, live_workers=live).run(stop)
     publisher.close()
@@ -110,14 +111,13 @@ def recorder(
     check_broker(settings)
     ctx = AppContext.open(settings)
     app = make_celery(settings)
-    # Settings fields, once they exist, give the defaults (options override them).
     policy = RetentionPolicy(
-        days=retention_days or getattr(settings, "retention_days", 30),
-        max_runs_per_job=retention_max_runs or getattr(settings, "retention_max_runs", None),
+        days=retention_days or settings.retention_days,
+        max_runs_per_job=retention_max_runs or settings.retention_max_runs,
     )
     options = RecorderOptions(
         retention=policy,
-        log_cap_bytes=log_cap or int(getattr(settings, "run_log_cap_bytes", 1024 * 1024)),
+        log_cap_bytes=log_cap or settings.run_log_cap_bytes,
     )
     with stop_on_signals() as stop:
         Recorder(ctx, app, options=options).run(stop)

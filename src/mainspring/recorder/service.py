@@ -46,6 +46,8 @@ class RecorderOptions:
     retention_interval: float = 3600.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     log_cap_bytes: int = LOG_CAP_BYTES
+    # How long the durable event queue (RabbitMQ) outlives a stopped recorder.
+    event_queue_ttl: float = EVENT_QUEUE_TTL
 
 
 class Recorder:
@@ -108,8 +110,8 @@ class Recorder:
                 node_id=self._queue_node,
                 queue_durable=True,
                 queue_exclusive=False,
-                queue_ttl=EVENT_QUEUE_TTL,
-                queue_expires=EVENT_QUEUE_TTL,
+                queue_ttl=self.options.event_queue_ttl,
+                queue_expires=self.options.event_queue_ttl,
             )
 
             def on_iteration() -> None:

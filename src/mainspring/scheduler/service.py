@@ -237,11 +237,13 @@ class Scheduler:
         with self._ctx.session() as session:
             if not broadcast_due(session, horizon):
                 return None
-        try:
-            return self._live_workers()
-        except Exception:
-            logger.exception("could not ask workers for their queues; broadcasting to none")
-            return {}
+        for attempt in (1, 2):
+            try:
+                return self._live_workers()
+            except Exception:
+                if attempt == 2:
+                    logger.exception("could not ask workers for their queues; broadcasting to none")
+        return {}
 
     def _enqueue(self, runs: list[DueRun]) -> None:
         items = []

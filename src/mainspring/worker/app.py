@@ -60,4 +60,5 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "mainspring_shell_allow": list(settings.worker_shell_allow),
         "mainspring_guard_url": settings.resolved_guard_url,
         "mainspring_guard_ttl": settings.guard_ttl_s,
+        "mainspring_log_cap_bytes": settings.run_log_cap_bytes,
     }
