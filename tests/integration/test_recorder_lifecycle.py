@@ -36,6 +36,12 @@ def _run(system: RecordingSystem, run_id: str) -> Run | None:
         return session.get(Run, run_id)
 
 
+def _worker_online(system: RecordingSystem, hostname: str) -> bool:
+    with system.ctx.session() as session:
+        worker = session.get(Worker, hostname)
+        return worker is not None and worker.status == "online"
+
+
 def _in_state(system: RecordingSystem, run_id: str, *states: RunState) -> Run | None:
     run = _run(system, run_id)
     return run if run is not None and run.state in {s.value for s in states} else None
@@ -48,6 +54,8 @@ def test_plain_celery_client_task_is_recorded_with_args_worker_and_result(
     system = redis_system
     system.start_recorder()
     worker = system.start_worker(queues="celery,default")
+    # On Redis, events are pub/sub: wait until the recorder listens (it has seen the worker).
+    poll(lambda: _worker_online(system, worker), timeout=60, what="the worker's online event")
     client = Celery("x", broker=system.broker_url, backend=system.broker_url)
     client.conf.task_send_sent_event = True  # the one setting a plain client needs
 
