@@ -70,7 +70,8 @@ class Setup:
             return job_service.create_job(session, spec).id
 
     def start_scheduler(self) -> None:
-        live = partial(live_queues, self.control, 1.0)
+        # Generous: on a loaded 2-core CI machine replies can take longer than production's 0.5 s.
+        live = partial(live_queues, self.control, 3.0)
         scheduler = Scheduler(self.ctx, self.publisher, poll_interval=0.2, live_workers=live)
         self._thread = threading.Thread(target=scheduler.run, args=(self._stop,), daemon=True)
         self._thread.start()
