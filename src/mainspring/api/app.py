@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 import mainspring
-from mainspring.api import audit, jobs, runs, tokens, users
+from mainspring.api import audit, flower, jobs, queues, runs, stats, tasks, tokens, users, workers
 from mainspring.api.auth import SESSION_COOKIE, SESSION_MAX_AGE_S
 from mainspring.api.errors import install_error_handlers, is_api_request
 from mainspring.api.schemas import Health
@@ -55,7 +55,12 @@ def create_app(ctx: AppContext) -> FastAPI:
     api.include_router(users.router)
     api.include_router(tokens.router)
     api.include_router(audit.router)
+    api.include_router(tasks.router)
+    api.include_router(workers.router)
+    api.include_router(queues.router)
+    api.include_router(stats.router)
     app.include_router(api)
+    app.include_router(flower.router)
     app.include_router(login.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
