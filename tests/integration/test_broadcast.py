@@ -16,7 +16,7 @@ from mainspring.worker.app import make_celery
 from mainspring.worker.routing import host_queue
 from tests.conftest import WorkerPool
 
-pytestmark = [pytest.mark.celery, pytest.mark.redis]
+pytestmark = [pytest.mark.celery]  # on Redis and on RabbitMQ (the broker_url fixture)
 
 
 def _register(ctx: AppContext, host: str, status: WorkerStatus, queues: list[str]) -> None:
@@ -41,14 +41,14 @@ def _register(ctx: AppContext, host: str, status: WorkerStatus, queues: list[str
 
 
 def test_broadcast_runs_once_per_live_worker_and_skips_the_offline_one(
-    redis_url: str, data_dir: Path, worker_pool: WorkerPool
+    broker_url: str, data_dir: Path, worker_pool: WorkerPool
 ) -> None:
-    env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_BROKER_URL": redis_url}
+    env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_BROKER_URL": broker_url}
     hosts = [
         worker_pool.start(env, "-P", "threads", "-c", "1", "-Q", "scan", name=f"{n}@seg")
         for n in "abc"
     ]
-    settings = Settings(data_dir=data_dir, broker_url=redis_url)
+    settings = Settings(data_dir=data_dir, broker_url=broker_url)
     ctx = AppContext.open(settings)
     app = make_celery(settings)
     try:

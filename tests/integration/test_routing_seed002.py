@@ -18,7 +18,7 @@ from mainspring.settings import Settings
 from mainspring.worker.app import make_celery
 from tests.conftest import WorkerPool
 
-pytestmark = [pytest.mark.celery, pytest.mark.redis]
+pytestmark = [pytest.mark.celery]  # on Redis and on RabbitMQ (the broker_url fixture)
 
 ROUTES = {"tasks.add": "queue_add", "tasks.reduce": "queue_reduce"}
 
@@ -32,11 +32,11 @@ def _project(tmp_path: Path) -> Path:
 
 
 def test_seed002_tasks_run_only_on_workers_consuming_their_queue(
-    redis_url: str, data_dir: Path, tmp_path: Path, worker_pool: WorkerPool
+    broker_url: str, data_dir: Path, tmp_path: Path, worker_pool: WorkerPool
 ) -> None:
     env = {
         "MAINSPRING_DATA_DIR": str(data_dir),
-        "MAINSPRING_BROKER_URL": redis_url,
+        "MAINSPRING_BROKER_URL": broker_url,
         "MAINSPRING_DEFAULT_QUEUE": "celery",
         "MAINSPRING_TASK_ROUTES": '{"tasks.add": "queue_add", "tasks.reduce": "queue_reduce"}',
     }
@@ -49,7 +49,7 @@ def test_seed002_tasks_run_only_on_workers_consuming_their_queue(
         env, "-Q", "celery,queue_reduce", *common, name="celery_worker234@t", cwd=project
     )
     settings = Settings(
-        data_dir=data_dir, broker_url=redis_url, default_queue="celery", task_routes=ROUTES
+        data_dir=data_dir, broker_url=broker_url, default_queue="celery", task_routes=ROUTES
     )
     ctx = AppContext.open(settings)
     app = make_celery(settings)
@@ -81,14 +81,14 @@ def test_seed002_tasks_run_only_on_workers_consuming_their_queue(
 
 
 def test_explicit_options_override_the_route_and_target_one_worker(
-    redis_url: str, data_dir: Path, tmp_path: Path, worker_pool: WorkerPool
+    broker_url: str, data_dir: Path, tmp_path: Path, worker_pool: WorkerPool
 ) -> None:
-    env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_BROKER_URL": redis_url}
+    env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_BROKER_URL": broker_url}
     project = _project(tmp_path)
     common = ["-P", "threads", "-c", "1", "--include", "tasks", "-Q", "shared"]
     worker_pool.start(env, *common, name="one@t", cwd=project)
     two = worker_pool.start(env, *common, name="two@t", cwd=project)
-    settings = Settings(data_dir=data_dir, broker_url=redis_url)
+    settings = Settings(data_dir=data_dir, broker_url=broker_url)
     ctx = AppContext.open(settings)
     app = make_celery(settings)
     try:

@@ -108,7 +108,7 @@ def test_prepared_message_carries_the_run_id_options_and_fire_headers(setup: Set
     run = DueRun(
         run_id="run-1", job_id=7, task="t.x", args=[1], kwargs={}, queue=host_queue("b@h"),
         due=due, window_start=None, window_end=due, parent_id=None,
-        options={"retry": {"retries": 2, "backoff": 0.5}, "expires": 60, "priority": 5,
+        options={"retry": {"retries": 2, "backoff": 0.5}, "expires": 60, "priority": 8,
                  "time_limit": 30},
     )  # fmt: skip
     message = setup.publisher.prepare(run)
@@ -118,7 +118,7 @@ def test_prepared_message_carries_the_run_id_options_and_fire_headers(setup: Set
     assert datetime.fromisoformat(headers["expires"]) == due + timedelta(seconds=60)
     assert headers["timelimit"] == [30, None]
     assert headers["mainspring_scheduled_for"] == due.isoformat()
-    assert message.properties["priority"] == 5
+    assert message.properties["priority"] == 1  # Redis polls low numbers first: 9 - 8
     ((command, (key, _payload)),) = message.commands
     assert command == "lpush"
     assert key.startswith(host_queue("b@h"))

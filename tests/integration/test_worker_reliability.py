@@ -9,50 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from mainspring.context import AppContext
 from mainspring.services.tasks import TaskOptions, revoke_run, submit_task
-from mainspring.settings import Settings
-from mainspring.worker.app import make_celery
 from mainspring.worker.task import RetryPolicy
 from tests.conftest import WorkerPool
 from tests.helpers import poll
+from tests.worker_setup import TASKS, WorkerSetup
 
-pytestmark = [pytest.mark.celery, pytest.mark.redis]
-
-TASKS = "tests.worker_tasks.reliability"
-
-
-class Setup:
-    def __init__(self, redis_url: str, data_dir: Path, pool: WorkerPool) -> None:
-        self.env = {
-            "MAINSPRING_DATA_DIR": str(data_dir),
-            "MAINSPRING_BROKER_URL": redis_url,
-            "MAINSPRING_TEST_COUNTER_URL": redis_url,
-        }
-        self.settings = Settings(data_dir=data_dir, broker_url=redis_url)
-        self.app = make_celery(self.settings)
-        self.ctx = AppContext.open(self.settings)
-        self.redis = redis.Redis.from_url(redis_url)
-        self.pool = pool
-
-    def start(self, *args: str) -> str:
-        return self.pool.start(self.env, "-P", "threads", "-c", "1", "-I", TASKS, *args)
-
-    def executions(self, name: str, run_id: str) -> list[float]:
-        return [float(x) for x in self.redis.lrange(f"test:executions:{name}:{run_id}", 0, -1)]
+pytestmark = [pytest.mark.celery, pytest.mark.redis]  # counters live in Redis on both brokers
 
 
 @pytest.fixture
-def setup(redis_url: str, data_dir: Path, worker_pool: WorkerPool) -> Iterator[Setup]:
-    s = Setup(redis_url, data_dir, worker_pool)
+def setup(
+    broker_url: str, redis_url: str, data_dir: Path, worker_pool: WorkerPool
+) -> Iterator[WorkerSetup]:
+    s = WorkerSetup(broker_url, redis_url, data_dir, worker_pool)
     yield s
-    s.app.close()
-    s.ctx.close()
+    s.close()
 
 
-def test_a_duplicate_delivery_of_one_run_executes_once(setup: Setup) -> None:
+def test_a_duplicate_delivery_of_one_run_executes_once(setup: WorkerSetup) -> None:
     worker = setup.start()
     run_id = str(uuid.uuid4())
     for _ in range(2):
@@ -67,7 +43,7 @@ def test_a_duplicate_delivery_of_one_run_executes_once(setup: Setup) -> None:
     assert len(setup.executions("dup", run_id)) == 1
 
 
-def test_a_run_revoked_while_its_worker_was_down_never_executes(setup: Setup) -> None:
+def test_a_run_revoked_while_its_worker_was_down_never_executes(setup: WorkerSetup) -> None:
     revoked = submit_task(setup.ctx, setup.app, f"{TASKS}.count", ["revoked"])
     revoke_run(setup.app, revoked.id)
     after = submit_task(setup.ctx, setup.app, f"{TASKS}.count", ["after"])
@@ -81,7 +57,7 @@ def test_a_run_revoked_while_its_worker_was_down_never_executes(setup: Setup) ->
     assert setup.executions("revoked", revoked.id) == []
 
 
-def _retrying(setup: Setup, failures: int, retries: int) -> Any:
+def _retrying(setup: WorkerSetup, failures: int, retries: int) -> Any:
     policy = RetryPolicy(retries=retries, backoff=0.3, backoff_max=5, jitter=True)
     return submit_task(
         setup.ctx,
@@ -92,7 +68,7 @@ def _retrying(setup: Setup, failures: int, retries: int) -> Any:
     )
 
 
-def test_retries_with_backoff_end_in_success(setup: Setup) -> None:
+def test_retries_with_backoff_end_in_success(setup: WorkerSetup) -> None:
     setup.start()
     run = _retrying(setup, failures=2, retries=3)
     assert setup.app.AsyncResult(run.id).get(timeout=60) == 3
@@ -103,7 +79,7 @@ def test_retries_with_backoff_end_in_success(setup: Setup) -> None:
     assert second_gap >= 0.3  # 0.6 s with jitter: at least half of it
 
 
-def test_retries_exhausted_end_in_failure(setup: Setup) -> None:
+def test_retries_exhausted_end_in_failure(setup: WorkerSetup) -> None:
     setup.start()
     run = _retrying(setup, failures=10, retries=2)
     result = setup.app.AsyncResult(run.id)

@@ -8,6 +8,7 @@ import time
 
 import redis
 from celery import Celery, current_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 app = Celery()
 
@@ -38,3 +39,31 @@ def slow(name: str, seconds: float) -> int:
     n = _record(name)
     time.sleep(seconds)
     return n
+
+
+@app.task
+def obey_soft_limit(name: str, seconds: float) -> str:
+    """Sleep, but stop cleanly when the soft time limit strikes."""
+    _record(name)
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "stopped at the soft limit"
+    return "finished"
+
+
+@app.task
+def stall_first(name: str) -> int:
+    """The first execution hangs (its worker is killed meanwhile); later ones return."""
+    n = _record(name)
+    if n == 1:
+        time.sleep(120)
+    return n
+
+
+@app.task
+def label(name: str, text: str) -> None:
+    """Append ``text`` to a list, so a test sees the order runs executed in."""
+    redis.Redis.from_url(os.environ["MAINSPRING_TEST_COUNTER_URL"]).rpush(
+        f"test:order:{name}", text
+    )

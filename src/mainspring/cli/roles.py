@@ -134,6 +134,7 @@ def recorder(
 @click.option("-I", "--include", multiple=True, help="Module with your tasks (repeatable).")
 @click.option("--allow-shell", is_flag=True, help="Allow shell tasks (remote code execution).")
 @click.option("--shell-allow", multiple=True, metavar="PREFIX", help="Allowed command prefix.")
+@click.option("--acks-late", is_flag=True, help="Acknowledge after the run: redeliver if we die.")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
 @pass_state
 def worker(
@@ -147,6 +148,7 @@ def worker(
     include: tuple[str, ...],
     allow_shell: bool,
     shell_allow: tuple[str, ...],
+    acks_late: bool,
     loglevel: str,
 ) -> None:
     """Run tasks from the given queues (and this worker's own host queue).
@@ -164,6 +166,7 @@ def worker(
         worker_max_memory_per_child=max_memory_per_child,
         worker_allow_shell=True if allow_shell else None,
         worker_shell_allow=list(shell_allow) or None,
+        worker_acks_late=True if acks_late else None,
     )
     check_broker(settings)
     _import_from_cwd()

@@ -12,7 +12,7 @@ import functools
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -33,6 +33,7 @@ logger = logging.getLogger("mainspring.recorder")
 
 UNFINISHED = (RunState.SENT, RunState.RECEIVED, RunState.STARTED, RunState.RETRY)
 BATCH = 500
+EXPIRY_GRACE_S = 5.0  # a worker that got the run in time reports it within this
 
 
 class Maintenance:
@@ -82,7 +83,7 @@ class Maintenance:
         while True:
             with self._ctx.session() as session:
                 rows = session.execute(
-                    select(Run.id, Run.state)
+                    select(Run.id, Run.state, Run.options, Run.sent_at, Run.scheduled_for)
                     .where(Run.state.in_([s.value for s in UNFINISHED]), Run.id > after)
                     .order_by(Run.id)
                     .limit(BATCH)
@@ -90,8 +91,11 @@ class Maintenance:
             if not rows:
                 break
             after = rows[-1][0]
-            metas = fetch_metas(self._app, [run_id for run_id, _ in rows])
-            patches = [_advancing(run_id, state, metas.get(run_id)) for run_id, state in rows]
+            metas = fetch_metas(self._app, [row[0] for row in rows])
+            now = utcnow()
+            patches = [
+                _advancing(row[0], row[1], metas.get(row[0])) or _expired(row, now) for row in rows
+            ]
             news = [p for p in patches if p is not None]
             self._recorder.submit(news)
             found += len(news)
@@ -164,3 +168,19 @@ def _advancing(run_id: str, state: str, meta: dict[str, Any] | None) -> RunPatch
     if patch is None or patch.state is None:
         return None
     return patch if advances(RunState(state), patch.state) else None
+
+
+def _expired(row: Any, now: datetime) -> RunPatch | None:
+    """A run still SENT well past its expiry was dropped unstarted (RabbitMQ discards an
+    expired message itself, so no worker ever reports it): it ends EXPIRED."""
+    run_id, state, options, sent_at, scheduled_for = row
+    expires = (options or {}).get("expires")
+    since = scheduled_for or sent_at
+    if state != RunState.SENT.value or not expires or since is None:
+        return None
+    if now < since + timedelta(seconds=float(expires) + EXPIRY_GRACE_S):
+        return None
+    patch = RunPatch(run_id=run_id, state=RunState.EXPIRED)
+    patch.values["finished_at"] = now
+    patch.values["exception_message"] = f"not started within its expiry of {expires} s"
+    return patch

@@ -19,6 +19,7 @@ from kombu.serialization import dumps
 
 from mainspring.scheduler.firing import DueRun
 from mainspring.services.tasks import TaskOptions, message_options
+from mainspring.worker.priority import broker_priority
 
 logger = logging.getLogger("mainspring.scheduler")
 
@@ -109,7 +110,8 @@ class CeleryPublisher:
         content_type, content_encoding, body = dumps(task.body, serializer="json")
         properties = {**task.properties, "delivery_mode": 2}
         if "priority" in extra:
-            properties["priority"] = extra["priority"]
+            broker = str(self._app.conf.broker_url or "")
+            properties["priority"] = broker_priority(extra["priority"], broker)
         message = Message(
             run_id=run.run_id,
             queue=run.queue,

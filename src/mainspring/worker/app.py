@@ -12,6 +12,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from mainspring.settings import Settings
+from mainspring.worker.priority import PriorityAMQP
 from mainspring.worker.routing import celery_routes
 from mainspring.worker.task import MainspringTask
 from mainspring.worker.tracking import install_tracking
@@ -22,7 +23,7 @@ BUILTIN_TASK_MODULES = ["mainspring.worker.builtin"]
 def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     """A Celery app on Mainspring's broker and result backend, sending every event the
     recorder needs (task-sent included, so that any client's tasks are recorded)."""
-    app = Celery("mainspring", set_as_current=False, task_cls=MainspringTask)
+    app = Celery("mainspring", set_as_current=False, task_cls=MainspringTask, amqp=PriorityAMQP)
     app.conf.update(_celery_config(settings, include or []))
     install_tracking(app)
     return app
@@ -53,7 +54,8 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         "worker_max_memory_per_child": settings.worker_max_memory_per_child,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": 12 * 3600},
+        "broker_transport_options": _transport_options(settings.broker_visibility_timeout_s),
+        "task_queue_max_priority": settings.queue_max_priority,
         "timezone": "UTC",
         "enable_utc": True,
         "mainspring_allow_shell": settings.worker_allow_shell,
@@ -61,4 +63,14 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "mainspring_guard_url": settings.resolved_guard_url,
         "mainspring_guard_ttl": settings.guard_ttl_s,
         "mainspring_log_cap_bytes": settings.run_log_cap_bytes,
+    }
+
+
+def _transport_options(visibility_timeout_s: int) -> dict[str, Any]:
+    """Redis: unacknowledged (late-ack) messages of a dead worker come back after the
+    visibility timeout; scan for them every few seconds (kombu's default is ~100 s)."""
+    return {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_interval": min(10, max(1, visibility_timeout_s // 3)),
+        "unacked_restore_throttle": 1,
     }

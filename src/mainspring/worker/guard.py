@@ -6,8 +6,9 @@ the worker claims ``mainspring:run:{id}:{attempt}`` with SET NX (value ``host|pi
 ``mainspring:revoked:{id}`` in the same round trip. The first delivery wins; a second one is
 acknowledged without running; a stored revocation discards the run wherever it lands.
 
-Without Redis the result backend's state stands in (a best-effort check, not atomic): a run
-already STARTED or finished is a duplicate, one marked REVOKED is discarded.
+Without Redis, a database result backend holds the same claims as rows (``sql_guard``); with
+any other backend its state stands in (a best-effort check, not atomic): a run already STARTED
+or finished is a duplicate, one marked REVOKED is discarded.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def _make_store(app: Any) -> RunStore:
         import redis
 
         return RedisRunStore(redis.Redis.from_url(url), int(app.conf.mainspring_guard_ttl))
+    backend_url = str(app.conf.result_backend or "")
+    if backend_url.startswith("db+"):
+        from mainspring.worker.sql_guard import SqlRunStore, engine_for_backend
+
+        return SqlRunStore(engine_for_backend(backend_url), int(app.conf.mainspring_guard_ttl))
     return BackendRunStore(app.backend)
 
 

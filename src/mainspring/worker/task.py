@@ -22,7 +22,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 from pydantic import BaseModel, Field, ValidationError
 
-from mainspring.worker.guard import Verdict, holder_id, holder_is_gone, run_store
+from mainspring.worker.guard import RunStore, Verdict, holder_id, holder_is_gone, run_store
 
 logger = logging.getLogger("mainspring.worker")
 
@@ -84,16 +84,22 @@ class GuardedRequest(Request):  # type: ignore[misc]
         try:
             store = run_store(self._app)
             verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), False)
-            if (
-                verdict is Verdict.DUPLICATE
-                and self.task.acks_late
-                and holder_is_gone(store.holder(self.id, self._attempt), self.hostname)
-            ):
+            if verdict is Verdict.DUPLICATE and self._holder_lost(store):
                 verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), True)
         except Exception:
             logger.exception("run guard unavailable; running %s unguarded", self.id)
             return Verdict.RUN
         return verdict
+
+    def _holder_lost(self, store: RunStore) -> bool:
+        """Whether a late-acknowledged run claimed before may run again: the broker
+        redelivered it (its holder died or gave it back unacknowledged) or the holder was an
+        earlier life of this worker. Early-acked runs are never run twice."""
+        if not self.task.acks_late:
+            return False
+        if (self.delivery_info or {}).get("redelivered"):
+            return True
+        return holder_is_gone(store.holder(self.id, self._attempt), self.hostname)
 
 
 class MainspringTask(Task):  # type: ignore[misc]
