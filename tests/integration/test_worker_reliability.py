@@ -87,3 +87,13 @@ def test_retries_exhausted_end_in_failure(setup: WorkerSetup) -> None:
     assert result.state == "FAILURE"
     assert "planned failure 3 of 10" in str(result.result)
     assert len(setup.executions("flaky", run.id)) == 3
+
+
+def test_an_unknown_task_fails_its_run_and_the_worker_goes_on(setup: WorkerSetup) -> None:
+    setup.start()
+    unknown = setup.app.send_task("nobody.has.this", queue="default")
+    unknown.get(timeout=30, propagate=False)
+    assert unknown.state == "FAILURE"
+    assert type(unknown.result).__name__ == "NotRegistered"
+    after = submit_task(setup.ctx, setup.app, f"{TASKS}.count", ["after-unknown"])
+    assert setup.app.AsyncResult(after.id).get(timeout=30) == 1
