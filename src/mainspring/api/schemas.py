@@ -52,26 +52,6 @@ class RunLogOut(BaseModel):
     last_seq: int
 
 
-class JobOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, extra="forbid")
-
-    id: int
-    name: str
-    task: str
-    queue: str
-    enabled: bool
-    trigger: dict[str, Any]
-    timezone: str
-    next_fire_at: datetime | None
-    last_fire_at: datetime | None
-    last_state: str | None
-
-
-class JobPage(BaseModel):
-    items: list[JobOut]
-    total: int
-
-
 class FieldError(BaseModel):
     field: str
     message: str

@@ -13,6 +13,7 @@ from mainspring.context import AppContext
 from mainspring.core.triggers import parse_trigger, preview, zone
 from mainspring.errors import ValidationError
 from mainspring.services import jobs as job_service
+from mainspring.services.audit import Actor
 from mainspring.services.clock import utcnow
 
 DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -104,7 +105,7 @@ def add(
     )
     ctx = AppContext.open(settings)
     with ctx.session() as session:
-        job = job_service.create_job(session, spec, actor="cli")
+        job = job_service.create_job(session, spec, actor="cli", audit=Actor.cli())
         next_fires = preview(
             parse_trigger(job.trigger), utcnow(), zone(job.timezone), 3, hash_id=job.name
         )
@@ -136,7 +137,7 @@ def _toggle(state: CliState, name: str, enabled: bool) -> None:
     ctx = AppContext.open(state.settings())
     with ctx.session() as session:
         job = job_service.get_job_by_name(session, name)
-        job_service.set_enabled(session, job, enabled)
+        job_service.set_enabled(session, job, enabled, audit=Actor.cli())
     ctx.close()
     click.echo(f"job {name!r} {'resumed' if enabled else 'paused'}")
 
@@ -167,6 +168,8 @@ def delete(state: CliState, name: str, yes: bool) -> None:
         click.confirm(f"delete job {name!r}?", abort=True)
     ctx = AppContext.open(state.settings())
     with ctx.session() as session:
-        job_service.delete_job(session, job_service.get_job_by_name(session, name))
+        job_service.delete_job(
+            session, job_service.get_job_by_name(session, name), audit=Actor.cli()
+        )
     ctx.close()
     click.echo(f"deleted job {name!r}")

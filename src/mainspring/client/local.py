@@ -17,7 +17,10 @@ from mainspring.errors import ValidationError
 from mainspring.scheduler.wakeup import attach_broker_wakeup
 from mainspring.services import delayed
 from mainspring.services import jobs as job_service
+from mainspring.services.audit import Actor
 from mainspring.settings import Settings, load_settings
+
+PYTHON_API = Actor("python-api")  # who the audit log names for changes made here
 
 _SPEC_FIELDS = {f.name for f in fields(job_service.JobSpec)} - {"name", "task", "trigger"}
 _TRIGGER_ARGS = ("cron", "every_ms", "at", "manual")
@@ -122,12 +125,16 @@ class Mainspring:
             **options,
         )  # fmt: skip
         with self._ctx.session() as session:
-            job, _created = job_service.upsert_job(session, spec, actor="python-api")
+            job, _created = job_service.upsert_job(
+                session, spec, actor="python-api", audit=PYTHON_API
+            )
             return JobInfo.of(job)
 
     def delete_job(self, name: str) -> None:
         with self._ctx.session() as session:
-            job_service.delete_job(session, job_service.get_job_by_name(session, name))
+            job_service.delete_job(
+                session, job_service.get_job_by_name(session, name), audit=PYTHON_API
+            )
 
     def pause(self, name: str) -> JobInfo:
         return self._set_enabled(name, False)
@@ -138,7 +145,7 @@ class Mainspring:
     def _set_enabled(self, name: str, enabled: bool) -> JobInfo:
         with self._ctx.session() as session:
             job = job_service.get_job_by_name(session, name)
-            return JobInfo.of(job_service.set_enabled(session, job, enabled))
+            return JobInfo.of(job_service.set_enabled(session, job, enabled, audit=PYTHON_API))
 
     def run_now(
         self, name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None

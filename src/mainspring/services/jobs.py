@@ -2,16 +2,22 @@
 
 Each change wakes the schedulers when it commits and cancels the runs a scheduler already
 claimed for the job (state SCHEDULED), so the change applies to the very next fire.
+
+Changes made with an ``audit`` actor are written to the audit log in the same transaction,
+as a diff of ``definition`` before and after. Writers that must not lose a concurrent change
+load the job with ``job_queries.lock_job`` first (row lock plus version check).
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mainspring.core.policies import Bounds, WindowSpec, next_bounded, parse_policy
@@ -25,14 +31,28 @@ from mainspring.core.triggers import (
     zone,
 )
 from mainspring.db.models import Job, Run
-from mainspring.errors import ConflictError, NotFoundError, ValidationError
+from mainspring.errors import ConflictError, ValidationError
 from mainspring.scheduler.wakeup import request_wakeup
+from mainspring.services.audit import Actor, diff, record_as
 from mainspring.services.clock import utcnow
+
+# The read side lives in ``job_queries``; re-exported here for the existing callers.
+from mainspring.services.job_queries import JobFilter as JobFilter
+from mainspring.services.job_queries import StaleVersionError as StaleVersionError
+from mainspring.services.job_queries import count_jobs as count_jobs
+from mainspring.services.job_queries import get_job as get_job
+from mainspring.services.job_queries import get_job_by_name as get_job_by_name
+from mainspring.services.job_queries import list_jobs as list_jobs
+from mainspring.services.job_queries import lock_job as lock_job
 
 NAME_RE = re.compile(r"^[\w.\-: ]{1,200}$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-:@]{1,200}$")
 TASK_RE = re.compile(r"^[A-Za-z_][\w.\-:]{0,254}$")
+TAG_RE = re.compile(r"^[^\x00-\x1f\x7f,]{1,64}$")
+MAX_TAGS = 32
+MAX_DESCRIPTION = 10_000
 MAX_GRACE_S = 7 * 86_400
+NULLABLE = frozenset({"start_at", "end_at", "max_runs", "data_window", "target_worker"})
 
 
 @dataclass
@@ -88,6 +108,9 @@ def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
         )
     if not isinstance(spec.task, str) or not TASK_RE.match(spec.task):
         raise ValidationError("task", f"{spec.task!r} is not a valid task name")
+    _validate_text(spec)
+    if not isinstance(spec.enabled, bool):
+        raise ValidationError("enabled", "must be true or false")
     if not isinstance(spec.args, list):
         raise ValidationError("args", "must be a JSON array")
     if not isinstance(spec.kwargs, dict):
@@ -110,6 +133,18 @@ def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
     WindowSpec.parse(spec.data_window)
     _validate_routing(spec)
     return trigger, bounds
+
+
+def _validate_text(spec: JobSpec) -> None:
+    """Description and tags: free text, but bounded and without NUL (PostgreSQL refuses it)."""
+    text = spec.description
+    if not isinstance(text, str) or len(text) > MAX_DESCRIPTION or "\x00" in text:
+        raise ValidationError("description", f"text of at most {MAX_DESCRIPTION} chars, no NUL")
+    if not isinstance(spec.tags, list) or len(spec.tags) > MAX_TAGS:
+        raise ValidationError("tags", f"must be a list of at most {MAX_TAGS} tags")
+    for tag in spec.tags:
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
+            raise ValidationError("tags", f"{tag!r}: 1-64 characters, no commas or control chars")
 
 
 def _validate_routing(spec: JobSpec) -> dict[str, Any]:
@@ -175,36 +210,72 @@ def _apply(job: Job, spec: JobSpec, trigger: Trigger, bounds: Bounds) -> None:
     job.misfire_grace_s = spec.misfire_grace_s
     job.overlap_policy = OverlapPolicy(spec.overlap_policy).value
     job.data_window = window.to_json() if spec.data_window is not None else None
-    job.tags = list(spec.tags)
+    job.tags = list(dict.fromkeys(spec.tags))
     job.target_worker = spec.target_worker
     job.broadcast = spec.broadcast
     job.options = _validate_routing(spec)
 
 
-def create_job(session: Session, spec: JobSpec, actor: str | None = None) -> Job:
-    """Validate and store a new job with its first fire time computed."""
+def definition(job: Job) -> dict[str, Any]:
+    """The job's definition (the ``JobSpec`` fields) as JSON values: what audit diffs show
+    and what a partial update starts from."""
+    values = {f.name: getattr(job, f.name) for f in fields(JobSpec)}
+    for key in ("start_at", "end_at"):
+        values[key] = values[key].isoformat() if values[key] is not None else None
+    return copy.deepcopy(values)  # detached from the ORM row's mutable JSON values
+
+
+def _snapshot(job: Job) -> dict[str, Any]:
+    return {**definition(job), "version": job.version}
+
+
+def _audit(
+    session: Session, actor: Actor | None, action: str, job: Job, before: dict[str, Any]
+) -> None:
+    if actor is not None:
+        after = _snapshot(job) if action != "delete" else {}
+        record_as(session, actor, action, "job", job.id, diff(before, after))
+
+
+def _store(session: Session, job: Job, name: str) -> None:
+    """Write now, in a savepoint: a name taken by a concurrent transaction is then a
+    ConflictError here rather than an IntegrityError at commit."""
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(f"a job named {name!r} already exists") from None
+
+
+def create_job(
+    session: Session, spec: JobSpec, actor: str | None = None, *, audit: Actor | None = None
+) -> Job:
+    """Validate and store a new job with its first fire time computed; a name already taken
+    (even by a concurrent creation) is a ConflictError."""
     trigger, bounds = _validate(spec)
     if session.scalar(select(Job.id).where(Job.name == spec.name)) is not None:
         raise ConflictError(f"a job named {spec.name!r} already exists")
     now = utcnow()
     job = Job(
-        broadcast=False, options={}, fire_count=0, version=1, created_by=actor,
-        created_at=now, updated_at=now,
+        broadcast=False, options={}, fire_count=0, version=1,
+        created_by=actor or (audit.name if audit else None), created_at=now, updated_at=now,
     )  # fmt: skip
     _apply(job, spec, trigger, bounds)
     job.next_fire_at = compute_next_fire(job, now) if spec.enabled else None
-    session.add(job)
-    session.flush()
+    _store(session, job, spec.name)
     request_wakeup(session)
+    _audit(session, audit, "create", job, {})
     return job
 
 
-def update_job(session: Session, job: Job, spec: JobSpec) -> Job:
+def update_job(session: Session, job: Job, spec: JobSpec, *, audit: Actor | None = None) -> Job:
     """Replace a job's definition; a fire already claimed is cancelled, the next one follows
-    the new definition."""
+    the new definition. Load ``job`` with ``lock_job`` when edits may race."""
     trigger, bounds = _validate(spec)
     if spec.name != job.name and session.scalar(select(Job.id).where(Job.name == spec.name)):
         raise ConflictError(f"a job named {spec.name!r} already exists")
+    before = _snapshot(job)
     now = utcnow()
     cancelled = cancel_claimed(session, job.id, RunState.SKIPPED, "job edited", now)
     _apply(job, spec, trigger, bounds)
@@ -212,16 +283,40 @@ def update_job(session: Session, job: Job, spec: JobSpec) -> Job:
     job.next_fire_at = compute_next_fire(job, after) if job.enabled else None
     job.version += 1
     job.updated_at = now
+    _store(session, job, spec.name)
     request_wakeup(session)
+    _audit(session, audit, "update", job, before)
     return job
 
 
-def upsert_job(session: Session, spec: JobSpec, actor: str | None = None) -> tuple[Job, bool]:
-    """Create the job named ``spec.name``, or replace its definition; True when created."""
+def patch_job(
+    session: Session, job: Job, changes: dict[str, Any], *, audit: Actor | None = None
+) -> Job:
+    """Change only the given ``JobSpec`` fields, keep the others; ``None`` clears a nullable
+    field (bounds, data window, target worker) and is refused for the rest."""
+    known = {f.name for f in fields(JobSpec)}
+    for key, value in changes.items():
+        if key not in known:
+            raise ValidationError(key, "is not a job field")
+        if value is None and key not in NULLABLE:
+            raise ValidationError(key, "cannot be null; leave it out to keep it")
+    return update_job(session, job, replace(JobSpec(**definition(job)), **changes), audit=audit)
+
+
+def upsert_job(
+    session: Session, spec: JobSpec, actor: str | None = None, *, audit: Actor | None = None
+) -> tuple[Job, bool]:
+    """Create the job named ``spec.name``, or replace its definition; True when created.
+    Two concurrent upserts of a new name end as one creation and one update."""
     existing = session.scalar(select(Job).where(Job.name == spec.name).with_for_update())
     if existing is None:
-        return create_job(session, spec, actor), True
-    return update_job(session, existing, spec), False
+        try:
+            return create_job(session, spec, actor, audit=audit), True
+        except ConflictError:
+            existing = session.scalar(select(Job).where(Job.name == spec.name).with_for_update())
+            if existing is None:
+                raise
+    return update_job(session, existing, spec, audit=audit), False
 
 
 def cancel_claimed(
@@ -244,35 +339,20 @@ def cancel_claimed(
     return latest
 
 
-def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFoundError(f"no job with id {job_id}")
-    return job
-
-
-def get_job_by_name(session: Session, name: str) -> Job:
-    job = session.scalar(select(Job).where(Job.name == name))
-    if job is None:
-        raise NotFoundError(f"no job named {name!r}")
-    return job
-
-
-def list_jobs(session: Session, limit: int = 100, offset: int = 0) -> list[Job]:
-    stmt = select(Job).order_by(Job.name).limit(limit).offset(offset)
-    return list(session.scalars(stmt))
-
-
-def count_jobs(session: Session) -> int:
-    return int(session.scalar(select(func.count(Job.id))) or 0)
-
-
-def set_enabled(session: Session, job: Job, enabled: bool, now: datetime | None = None) -> Job:
+def set_enabled(
+    session: Session,
+    job: Job,
+    enabled: bool,
+    now: datetime | None = None,
+    *,
+    audit: Actor | None = None,
+) -> Job:
     """Pause (cancelling a claimed fire) or resume. A resumed job continues from the moment it
     was paused, so the fires missed meanwhile go through its misfire policy."""
     now = now or utcnow()
     if enabled == job.enabled:
         return job
+    before = _snapshot(job)
     if enabled:
         job.next_fire_at = compute_next_fire(job, min(job.updated_at, now))
     else:
@@ -282,11 +362,42 @@ def set_enabled(session: Session, job: Job, enabled: bool, now: datetime | None 
     job.version += 1
     job.updated_at = now
     request_wakeup(session)
+    _audit(session, audit, "resume" if enabled else "pause", job, before)
     return job
 
 
-def delete_job(session: Session, job: Job) -> None:
+def run_job_now(
+    session: Session,
+    job: Job,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    audit: Actor | None = None,
+) -> Run:
+    """Fire ``job`` once now with its own options and worker, its schedule unchanged;
+    ``args``/``kwargs`` replace the job's when given."""
+    from mainspring.services.delayed import run_now
+    from mainspring.worker.routing import host_queue
+
+    if job.broadcast:
+        raise ConflictError(
+            f"job {job.name!r} is a broadcast job; run now is not available for broadcast "
+            "jobs yet: submit the task with broadcast through /api/v1/tasks instead"
+        )
+    run = run_now(session, job, args=args, kwargs=kwargs)
+    run.options = dict(job.options or {})
+    if job.target_worker:
+        run.queue = host_queue(job.target_worker)
+    if audit is not None:
+        after = {"run_id": run.id, "args": run.args, "kwargs": run.kwargs}
+        record_as(session, audit, "run", "job", job.id, diff({}, after))
+    return run
+
+
+def delete_job(session: Session, job: Job, *, audit: Actor | None = None) -> None:
     """Delete the job, revoking its claimed fires; its run history is kept."""
+    before = _snapshot(job)
     cancel_claimed(session, job.id, RunState.REVOKED, "job deleted", utcnow())
     request_wakeup(session)
+    _audit(session, audit, "delete", job, before)
     session.delete(job)
