@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import Task, shared_task
@@ -56,3 +57,14 @@ def login(user: str, password: str, token: str | None = None) -> str:
 @shared_task(bind=True, name="tests.fail")
 def fail(self: Task, message: str) -> None:
     raise ValueError(message)
+
+
+@shared_task(name="tests.fail_times")
+def fail_times(counter_path: str, failures: int) -> int:
+    """Fail the first ``failures`` executions (counted in a file), then return the count."""
+    path = Path(counter_path)
+    n = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(n))
+    if n <= failures:
+        raise RuntimeError(f"planned failure {n} of {failures}")
+    return n

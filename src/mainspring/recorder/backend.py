@@ -69,7 +69,7 @@ def _exception_values(result: Any, traceback: Any) -> dict[str, Any]:
         if isinstance(message, list | tuple):
             message = ", ".join(str(m) for m in message)
         values["exception_type"] = str(result["exc_type"])
-        values["exception_message"] = f"{result['exc_type']}({message!r})"
+        values["exception_message"] = "" if message is None else str(message)
     elif result is not None:
         values["exception_message"] = str(result)
     return values

@@ -8,12 +8,12 @@ yields the same record.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mainspring.core.states import RunState, advances
+from mainspring.recorder.exceptions import split_exception
 from mainspring.recorder.masking import mask_repr
 
 TASK_EVENT_STATES = {
@@ -37,7 +37,6 @@ TIME_FIELD = {
     "task-rejected": "finished_at",
 }
 
-EXCEPTION_TYPE = re.compile(r"^([A-Za-z_][\w.]*)\(")
 
 COPIED_FIELDS = {
     "name": "task",
@@ -137,11 +136,11 @@ def fold(patches: dict[str, RunPatch], event: dict[str, Any]) -> None:
     if etype in TIME_FIELD:
         patch.set_first(TIME_FIELD[etype], at)
     if etype == "task-failed":
-        exception = str(event.get("exception") or "")
-        match = EXCEPTION_TYPE.match(exception)
-        patch.set_first("exception_type", match.group(1) if match else None)
-        patch.set_first("exception_message", exception)
-        patch.set_first("traceback", event.get("traceback"))
+        traceback = event.get("traceback")
+        kind, message = split_exception(str(event.get("exception") or ""), traceback)
+        patch.set_first("exception_type", kind)
+        patch.set_first("exception_message", message)
+        patch.set_first("traceback", traceback)
     if etype == "task-revoked" and event.get("expired"):
         state = RunState.EXPIRED
     if etype == "task-retried":
