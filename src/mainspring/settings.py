@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     worker_max_memory_per_child: int | None = Field(default=None, ge=1024)  # KiB
     worker_shell_allow: list[str] = Field(default_factory=list)
     worker_acks_late: bool = False
+    # Messages each pool process reserves ahead (Celery's default, 4): 1 suits long tasks.
+    worker_prefetch_multiplier: int = Field(default=4, ge=1, le=1000)
     # RabbitMQ priorities need queues declared with x-max-priority (plain clients: the same
     # ``task_queue_max_priority``); Redis needs nothing.
     queue_max_priority: int | None = Field(default=None, ge=1, le=255)

@@ -50,7 +50,7 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "task_reject_on_worker_lost": settings.worker_acks_late,
         "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         "worker_max_memory_per_child": settings.worker_max_memory_per_child,
         "broker_connection_retry_on_startup": True,
