@@ -123,11 +123,13 @@ def test_sigkilled_scheduler_loses_no_fire_and_runs_none_twice(
 
     runs = poll(fires_executed, timeout=40, interval=0.5, what="every fire to execute")
     assert schedulers.started == KILLS + 1
-    # Each kill left claimed, unpublished runs that the next process took over at once.
-    assert schedulers.logs().count("took over") >= KILLS - 1
     assert set(runs) >= expected  # no fire lost
     assert Counter(len(n) for n in runs.values()) == {1: len(runs)}  # one run per fire
     assert Counter(n[0] for n in runs.values()) == {1: len(runs)}  # each run executed once
+    # A kill of a running scheduler leaves claimed, unpublished runs that another process
+    # takes over at once (a process killed while still starting up claimed nothing).
+    running_kills = schedulers.logs().count(" started\n") - 1
+    assert schedulers.logs().count("took over") >= running_kills - 1
     assert worker_pool.procs[worker].poll() is None, worker_pool.log(worker)[-2000:]
 
 

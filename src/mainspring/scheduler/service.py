@@ -17,6 +17,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -33,6 +34,7 @@ from mainspring.scheduler.claims import (
     release_waiting,
 )
 from mainspring.scheduler.firing import DueRun
+from mainspring.scheduler.liveness import CHECK, Heartbeat, release_orphaned
 from mainspring.scheduler.pending import Pending, PendingRuns
 from mainspring.scheduler.publisher import Publisher, Revoker
 from mainspring.scheduler.wakeup import WakeupListener
@@ -103,6 +105,8 @@ class Scheduler:
             target=self._publish_loop, args=(done,), name="ms-publish", daemon=True
         )
         publishing.start()
+        heartbeat = Heartbeat(self._ctx, self.holder)
+        heartbeat.start()
         logger.info("scheduler %s started", self.holder)
         try:
             self._recover()
@@ -113,15 +117,20 @@ class Scheduler:
             if listener is not None:
                 listener.stop()
             self._shutdown()
+            heartbeat.stop()
             logger.info("scheduler %s stopped", self.holder)
 
     def _claim_loop(self, stop: threading.Event) -> None:
+        next_check = 0.0
         while not stop.is_set():
             try:
                 self._flush_sent()
                 if not self._burst_imminent():
+                    if time.monotonic() >= next_check:
+                        self._take_over_dead()
+                        next_check = time.monotonic() + CHECK
                     self._claim_if_due()
-                delay = self._claim_delay()
+                delay = min(self._claim_delay(), max(0.0, next_check - time.monotonic()))
             except Exception:
                 logger.exception("scheduler claim failed; retrying")
                 self._next_claim = None
@@ -158,6 +167,14 @@ class Scheduler:
                 logger.info("took over %d run(s) of a killed scheduler on this host", taken)
         except Exception:
             logger.exception("could not look for runs of a killed scheduler; leases will expire")
+
+    def _take_over_dead(self) -> None:
+        """Release the claims of schedulers that stopped beating; claim them now."""
+        with self._ctx.session() as session:
+            taken = release_orphaned(session, self.holder, self._clock.now())
+        if taken:
+            logger.info("took over %d run(s) of a scheduler that stopped beating", taken)
+            self.wake.set()
 
     def _shutdown(self) -> None:
         try:
