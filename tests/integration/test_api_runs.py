@@ -131,8 +131,9 @@ def test_unknown_state_is_a_422_naming_state(client: TestClient) -> None:
     assert "SUCCESS" in response.json()["detail"]["message"]
 
 
-def test_garbage_cursor_is_a_422_naming_cursor(client: TestClient) -> None:
-    response = client.get("/api/v1/runs", params={"cursor": "nonsense"}, auth=AUTH)
+@pytest.mark.parametrize("cursor", ["nonsense", "2025-03-01T12:00:00|r1"])
+def test_garbage_cursor_is_a_422_naming_cursor(client: TestClient, cursor: str) -> None:
+    response = client.get("/api/v1/runs", params={"cursor": cursor}, auth=AUTH)
     assert response.status_code == 422
     assert response.json()["detail"]["field"] == "cursor"
 

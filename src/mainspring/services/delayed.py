@@ -33,8 +33,12 @@ def submit_delayed(
     source: TriggerSource = TriggerSource.API,
     job: Job | None = None,
     run_id: str | None = None,
+    options: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> Run:
-    """Store a run to publish at ``eta`` (aware); returns it in state SCHEDULED."""
+    """Store a run to publish at ``eta`` (aware); returns it in state SCHEDULED. ``options``
+    are its execution options (``TaskOptions`` fields, as the scheduler's publisher reads
+    them); a duplicate ``idempotency_key`` fails the flush with an ``IntegrityError``."""
     if not isinstance(task, str) or not TASK_RE.match(task):
         raise ValidationError("task", f"{task!r} is not a valid task name")
     if args is not None and not isinstance(args, list):
@@ -50,9 +54,10 @@ def submit_delayed(
         task=task,
         args=list(args or []),
         kwargs=dict(kwargs or {}),
-        options={},
+        options=dict(options or {}),
         queue=queue,
         state=RunState.SCHEDULED.value,
+        idempotency_key=idempotency_key,
         attempt=0,
         trigger=source.value,
         scheduled_for=due,

@@ -3,6 +3,11 @@
 Each submission stores its run (state SENT, trigger ``api``) in its own transaction *before*
 publishing, so the recorder always finds the row the events refer to. Delayed tasks
 (countdown/ETA) are not published here: they are runs inserted as SCHEDULED for the scheduler.
+
+Idempotency: a submission with an ``idempotency_key`` stores the key on its run (the parent,
+for a broadcast); ``runs.idempotency_key`` is unique, so of concurrent identical submissions
+exactly one insert commits, and every other one (the early look-up, or the insert failing
+with an ``IntegrityError``) answers with that first run instead of creating a second.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,12 +23,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from mainspring.context import AppContext
-from mainspring.core.states import RunState, TriggerSource, WorkerStatus
+from mainspring.core.states import RunState, TriggerSource
 from mainspring.db.models import Run, Worker
-from mainspring.errors import ServiceUnavailableError, ValidationError
+from mainspring.errors import ConflictError, ServiceUnavailableError, ValidationError
 from mainspring.services.clock import utcnow
+from mainspring.services.delayed import submit_delayed
+
+# Moved to ``services.workers``; re-exported for the scheduler and the CLI.
+from mainspring.services.workers import broadcast_plan as broadcast_plan
+from mainspring.services.workers import live_queues as live_queues
 from mainspring.worker.guard import run_store
 from mainspring.worker.routing import check_hostname, check_queue_name, host_queue, route_for
 from mainspring.worker.schemas import BUILTIN_PARAMS, describe
@@ -31,6 +44,8 @@ from mainspring.worker.task import RETRY_HEADER, RetryPolicy
 logger = logging.getLogger("mainspring.services.tasks")
 
 TASK_NAME = re.compile(r"^[A-Za-z_][\w.\-:]{0,254}$")
+MAX_SECONDS = 10 * 366 * 86400  # bounds that keep instants computable
+IDEMPOTENCY_KEY = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
 
 class TaskOptions(BaseModel):
@@ -41,9 +56,15 @@ class TaskOptions(BaseModel):
     queue: str | None = Field(default=None, description="default: the task's route")
     worker: str | None = Field(default=None, description="run on this worker only")
     retry: RetryPolicy | None = None
-    soft_time_limit: float | None = Field(default=None, gt=0, description="seconds (prefork)")
-    time_limit: float | None = Field(default=None, gt=0, description="seconds (prefork)")
-    expires: float | None = Field(default=None, gt=0, description="do not start after N s")
+    soft_time_limit: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="seconds (prefork)"
+    )
+    time_limit: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="seconds (prefork)"
+    )
+    expires: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="do not start after N s"
+    )
     priority: int | None = Field(default=None, ge=0, le=9, description="0 lowest … 9 highest")
 
 
@@ -93,6 +114,53 @@ def _check_registered(ctx: AppContext, task: str) -> None:
         raise ValidationError("task", f"no worker has registered task {task!r}")
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What one submission asks for; an ``eta`` in the future makes it a delayed run."""
+
+    task: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: TaskOptions = field(default_factory=TaskOptions)
+    eta: datetime | None = None
+    broadcast: bool = False
+    idempotency_key: str | None = None
+    trigger: TriggerSource = TriggerSource.API
+    submitted_by: str | None = None  # kept in the run's options, for the console
+    job_id: int | None = None
+    reason: str | None = None  # e.g. "rerun of <id>"
+
+
+@dataclass
+class Submitted:
+    """The run (a broadcast's parent) and its children; ``created`` is False when an earlier
+    submission with the same idempotency key is returned instead."""
+
+    run: Run
+    children: list[Run] = field(default_factory=list)
+    created: bool = True
+
+
+def submit(ctx: AppContext, app: Any, sub: Submission, inspect_timeout: float = 1.0) -> Submitted:
+    """Submit now, at ``eta`` (stored for the scheduler) or to every live worker of a queue."""
+    _check_combination(sub)
+    if sub.idempotency_key is not None:
+        first = find_by_key(ctx, sub)
+        if first is not None:
+            return first
+    if sub.broadcast:
+        return _submit_broadcast(ctx, app, sub, inspect_timeout)
+    if sub.eta is not None and sub.eta > utcnow():
+        return _submit_later(ctx, sub, sub.eta)
+    queue = check_submission(ctx, sub.task, sub.args, sub.kwargs, sub.options)
+    run = _run_for(sub, queue, utcnow())
+    first = _insert_once(ctx, sub, lambda session: session.add(run))
+    if first is not None:
+        return first
+    _publish(ctx, app, run, sub.options)
+    return Submitted(run)
+
+
 def submit_task(
     ctx: AppContext,
     app: Any,
@@ -101,15 +169,18 @@ def submit_task(
     kwargs: dict[str, Any] | None = None,
     options: TaskOptions | None = None,
     trigger: TriggerSource = TriggerSource.API,
+    idempotency_key: str | None = None,
 ) -> Run:
     """Store a run for the task and publish it now; its id is the Celery task id."""
-    args, kwargs, options = args or [], kwargs or {}, options or TaskOptions()
-    queue = check_submission(ctx, task, args, kwargs, options)
-    run = _new_run(task, args, kwargs, options, queue, trigger, utcnow())
-    with ctx.session() as session:
-        session.add(run)
-    _publish(ctx, app, run, options)
-    return run
+    sub = Submission(
+        task,
+        list(args or []),
+        dict(kwargs or {}),
+        options or TaskOptions(),
+        trigger=trigger,
+        idempotency_key=idempotency_key,
+    )
+    return submit(ctx, app, sub).run
 
 
 def submit_broadcast(
@@ -123,62 +194,127 @@ def submit_broadcast(
 ) -> Broadcast:
     """One run per live worker consuming the queue, each on that worker's host queue, under
     one parent run; workers known to consume it but not answering get a SKIPPED child."""
-    args, kwargs, options = args or [], kwargs or {}, options or TaskOptions()
-    if options.worker:
+    sub = Submission(
+        task, list(args or []), dict(kwargs or {}), options or TaskOptions(), broadcast=True
+    )
+    done = submit(ctx, app, sub, inspect_timeout)
+    return Broadcast(parent=done.run, children=done.children)
+
+
+def find_by_key(ctx: AppContext, sub: Submission) -> Submitted | None:
+    """The earlier submission with ``sub``'s idempotency key, if any; a key used for another
+    task is a conflict rather than a silent answer about a different run."""
+    with ctx.session() as session:
+        run = session.scalar(select(Run).where(Run.idempotency_key == sub.idempotency_key))
+        if run is None:
+            return None
+        if run.task != sub.task:
+            raise ConflictError(
+                f"idempotency_key was already used for run {run.id} of task {run.task}; "
+                "use a new key for a different task"
+            )
+        children = []
+        if (run.options or {}).get("broadcast"):
+            stmt = select(Run).where(Run.parent_id == run.id).order_by(Run.queue, Run.id)
+            children = list(session.scalars(stmt))
+    return Submitted(run, children, created=False)
+
+
+def _insert_once(
+    ctx: AppContext, sub: Submission, write: Callable[[Session], object]
+) -> Submitted | None:
+    """Run ``write`` in a transaction of its own. When the insert loses a race on the
+    idempotency key, return the submission that won it instead."""
+    try:
+        with ctx.session() as session:
+            write(session)
+    except IntegrityError:
+        first = find_by_key(ctx, sub) if sub.idempotency_key is not None else None
+        if first is None:
+            raise
+        return first
+    return None
+
+
+def _check_combination(sub: Submission) -> None:
+    key = sub.idempotency_key
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ValidationError("idempotency_key", "use 1-200 printable characters")
+    if sub.options.queue and sub.options.worker:
+        raise ValidationError("options.worker", "give either a queue or a worker, not both")
+    if sub.broadcast and sub.options.worker:
         raise ValidationError("options.worker", "a broadcast goes to every worker of a queue")
-    queue = check_submission(ctx, task, args, kwargs, options)
+    if sub.broadcast and sub.eta is not None:
+        raise ValidationError("options.eta", "a broadcast is sent now; it takes no eta/countdown")
+
+
+def _submit_later(ctx: AppContext, sub: Submission, eta: datetime) -> Submitted:
+    """A SCHEDULED run that a scheduler publishes at ``eta`` with the same options."""
+    queue = check_submission(ctx, sub.task, sub.args, sub.kwargs, sub.options)
+    options = {**sub.options.model_dump(exclude_none=True, mode="json"), **_meta(sub)}
+    stored: list[Run] = []
+
+    def write(session: Session) -> None:
+        run = submit_delayed(
+            session,
+            sub.task,
+            eta,
+            sub.args,
+            sub.kwargs,
+            queue=queue,
+            source=sub.trigger,
+            options=options,
+            idempotency_key=sub.idempotency_key,
+        )
+        stored.append(run)
+
+    first = _insert_once(ctx, sub, write)
+    return first if first is not None else Submitted(stored[0])
+
+
+def _submit_broadcast(
+    ctx: AppContext, app: Any, sub: Submission, inspect_timeout: float
+) -> Submitted:
+    options = sub.options
+    queue = check_submission(ctx, sub.task, sub.args, sub.kwargs, options)
     live = live_queues(app, inspect_timeout)
     now = utcnow()
-    parent = _new_run(task, args, kwargs, options, queue, TriggerSource.API, now)
-    result = Broadcast(parent=parent)
-    with ctx.session() as session:
+    parent = _run_for(sub, queue, now)
+    children: list[Run] = []
+
+    def write(session: Session) -> None:
         targets, missing = broadcast_plan(session, queue, live)
         parent.options = {**parent.options, "broadcast": True, "targets": len(targets)}
         session.add(parent)
         for host in targets:
-            child = _new_run(task, args, kwargs, options, host_queue(host), TriggerSource.API, now)
+            child = _new_run(
+                sub.task, sub.args, sub.kwargs, options, host_queue(host), sub.trigger, now
+            )
             child.parent_id = child.root_id = parent.id
-            result.children.append(child)
-        for host, reason in missing:
-            result.children.append(skipped_child(parent, host, reason, now))
-        session.add_all(result.children)
-    for child in result.children:
+            children.append(child)
+        children.extend(skipped_child(parent, host, reason, now) for host, reason in missing)
+        session.add_all(children)
+
+    first = _insert_once(ctx, sub, write)
+    if first is not None:
+        return first
+    for child in children:
         if child.state == RunState.SENT.value:
             _publish(ctx, app, child, options, parent_id=parent.id)
-    return result
+    return Submitted(parent, children)
 
 
-def live_queues(app: Any, timeout: float = 1.0) -> dict[str, set[str]]:
-    """Queues each worker that answers within ``timeout`` is consuming right now."""
-    replies = app.control.inspect(timeout=timeout).active_queues() or {}
-    return {host: {str(q.get("name")) for q in queues or []} for host, queues in replies.items()}
+def _meta(sub: Submission) -> dict[str, Any]:
+    return {"submitted_by": sub.submitted_by} if sub.submitted_by else {}
 
 
-def broadcast_plan(
-    session: Any, queue: str, live: dict[str, set[str]]
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Who gets a copy of a broadcast on ``queue``: the live workers consuming it (sorted), and
-    ``(host, reason)`` for known workers of the queue that are offline or did not answer."""
-    targets = sorted(host for host, queues in live.items() if queue in queues)
-    return targets, _absent_workers(session, queue, set(live))
-
-
-def _absent_workers(session: Any, queue: str, live: set[str]) -> list[tuple[str, str]]:
-    rows = session.scalars(select(Worker).where(Worker.hostname.not_in(live or {""}))).all()
-    absent = []
-    for worker in rows:
-        if queue not in (worker.queues or []):
-            continue
-        seen = _fmt(worker.last_heartbeat_at)
-        if worker.status == WorkerStatus.OFFLINE.value:
-            absent.append((worker.hostname, f"worker offline (last heartbeat {seen})"))
-        else:
-            absent.append((worker.hostname, f"worker did not answer (last heartbeat {seen})"))
-    return sorted(absent)
-
-
-def _fmt(at: datetime | None) -> str:
-    return at.isoformat(timespec="seconds") if at else "never"
+def _run_for(sub: Submission, queue: str, now: datetime) -> Run:
+    run = _new_run(sub.task, sub.args, sub.kwargs, sub.options, queue, sub.trigger, now)
+    run.options = {**run.options, **_meta(sub)}
+    run.idempotency_key = sub.idempotency_key
+    run.job_id = sub.job_id
+    run.reason = sub.reason
+    return run
 
 
 def skipped_child(parent: Run, host: str, reason: str, now: datetime) -> Run:
