@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -37,6 +38,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     if not settings.secret_key:
         raise AssertionError("with_secret_key() returned no key")
     app = FastAPI(
+        lifespan=_lifespan,
         title="Mainspring",
         version=mainspring.__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
@@ -78,6 +80,15 @@ def create_app(ctx: AppContext) -> FastAPI:
         https_only=settings.cookie_secure,
     )
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Close what requests opened lazily (the Celery app and its broker pool) on shutdown."""
+    yield
+    celery = getattr(app.state, "celery", None)
+    if celery is not None:
+        celery.close()
 
 
 def mount_api_docs(app: FastAPI) -> None:
