@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8470, ge=0, le=65535)
+    web_processes: int = Field(default=1, ge=1, le=64)  # processes sharing the web port
     admin_password: str | None = None
     default_queue: str = "default"
     worker_queues: list[str] = Field(default_factory=lambda: ["default"])

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
+from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from mainspring.api.app import create_app
 from mainspring.context import AppContext
 from mainspring.errors import ConfigError
+from mainspring.settings import load_settings
 
 # uvicorn configures (only) its own loggers; with a pre-bound socket it does not print the
 # address, so we say it through its logger.
@@ -54,20 +59,39 @@ def check_port_free(host: str, port: int) -> None:
     bind_socket(host, port).close()
 
 
-def serve(ctx: AppContext) -> None:
-    """Serve the API and console on ``web_host:web_port`` until interrupted."""
-    host, port = ctx.settings.web_host, ctx.settings.web_port
+def serve(ctx: AppContext, config_file: Path | None = None) -> None:
+    """Serve the API and console on ``web_host:web_port`` until interrupted; with
+    ``web_processes`` > 1, that many processes share the one listening socket."""
+    settings = ctx.settings
+    host, port, processes = settings.web_host, settings.web_port, settings.web_processes
     sock = bind_socket(host, port)
     try:
-        config = uvicorn.Config(
-            create_app(ctx),
-            host=host,
-            port=port,
-            log_level="info",
-            proxy_headers=False,
-            server_header=False,
-        )
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "log_level": "info",
+            "proxy_headers": False,
+            "server_header": False,
+        }
         log.info("Mainspring console and API on http://%s:%d", host, sock.getsockname()[1])
-        uvicorn.Server(config).run(sockets=[sock])
+        if processes == 1:
+            uvicorn.Server(uvicorn.Config(create_app(ctx), **options)).run(sockets=[sock])
+            return
+        # Children build their own app (and database engine) from the same settings.
+        if config_file is not None:
+            os.environ["MAINSPRING_CONFIG"] = str(config_file)
+        ctx.close()
+        config = uvicorn.Config(APP_FACTORY, factory=True, workers=processes, **options)
+        Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
+
+
+APP_FACTORY = "mainspring.api.server:app_from_environment"
+
+
+def app_from_environment() -> Any:
+    """The app of one web process among several (settings from the environment/config file;
+    the parent has already migrated the database and written the secret key)."""
+    ctx = AppContext.open(load_settings().with_secret_key(), migrate=False)
+    return create_app(ctx)

@@ -59,14 +59,15 @@ def print_first_admin(ctx: AppContext) -> None:
 
 
 @click.command()
+@click.option("--processes", type=click.IntRange(1, 64), help="Web processes sharing the port.")
 @pass_state
-def web(state: CliState) -> None:
+def web(state: CliState, processes: int | None) -> None:
     """Serve the HTTP API and the web console."""
     from mainspring.api.server import serve
 
-    ctx = AppContext.open(state.settings().with_secret_key())
+    ctx = AppContext.open(state.settings(web_processes=processes).with_secret_key())
     print_first_admin(ctx)
-    serve(ctx)
+    serve(ctx, state.config)
 
 
 @click.command()
