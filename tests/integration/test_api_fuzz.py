@@ -31,7 +31,7 @@ from mainspring.settings import Settings
 
 pytestmark = [pytest.mark.redis]
 
-EXAMPLES = int(os.environ.get("MAINSPRING_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("MAINSPRING_FUZZ_EXAMPLES", "8"))
 # Waits on live workers or on a run's end by design; their bad input is covered elsewhere.
 SLOW = {
     "POST /api/task/apply/{task}",
