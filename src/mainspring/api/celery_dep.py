@@ -50,7 +50,11 @@ def _make(request: Request) -> Any:
         settings.resolved_broker_url  # noqa: B018 - raises when there is no broker
     except ConfigError as exc:
         raise ServiceUnavailableError(str(exc)) from None
-    return make_celery(settings)
+    app = make_celery(settings)
+    # The API stores each run (SENT, with its queue and time) before publishing it: a
+    # task-sent event would only repeat that, at one more broker round trip per request.
+    app.conf.task_send_sent_event = False
+    return app
 
 
 def _released(principal: Principal, db: Db) -> Principal:

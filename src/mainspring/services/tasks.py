@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,11 +106,22 @@ def check_submission(
         raise ValidationError(field, str(exc)) from None
 
 
+_KNOWN_TTL_S = 5.0
+_known_tasks: dict[int, tuple[float, frozenset[str]]] = {}  # engine id → (read at, names)
+
+
 def _check_registered(ctx: AppContext, task: str) -> None:
-    """Refuse a task no known worker has registered (when workers have reported theirs)."""
+    """Refuse a task no known worker has registered (when workers have reported theirs).
+    The names are cached a few seconds per database; a name missing from the cache is looked
+    up afresh before it is refused, so a newly registered task is accepted at once."""
+    key = id(ctx.engine)
+    read_at, known = _known_tasks.get(key, (0.0, frozenset()))
+    if task in known and time.monotonic() - read_at < _KNOWN_TTL_S:
+        return
     with ctx.session() as session:
         lists = session.scalars(select(Worker.registered_tasks)).all()
-    known = {name for names in lists for name in (names or [])}
+    known = frozenset(name for names in lists for name in (names or []))
+    _known_tasks[key] = (time.monotonic(), known)
     if known and task not in known:
         raise ValidationError("task", f"no worker has registered task {task!r}")
 
