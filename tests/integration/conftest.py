@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from argon2 import PasswordHasher
+from celery import Celery
 from fastapi.testclient import TestClient
 
 from mainspring.api.app import create_app
@@ -14,6 +15,8 @@ from mainspring.core.states import Role
 from mainspring.services import users as user_service
 from mainspring.services.auth import create_api_token
 from mainspring.services.users import create_user
+from mainspring.settings import Settings
+from mainspring.worker.app import make_celery
 
 PASSWORD = "correct-horse-1"
 
@@ -39,6 +42,23 @@ def tokens(ctx: AppContext, fast_argon2: None) -> dict[Role, str]:
 @pytest.fixture
 def client(ctx: AppContext, tokens: dict[Role, str]) -> Iterator[TestClient]:
     with TestClient(create_app(ctx)) as client:
+        yield client
+
+
+@pytest.fixture
+def celery(settings: Settings) -> Iterator[Celery]:
+    """Mainspring's Celery app on the test's settings (set ``broker_url`` in ``settings``)."""
+    app = make_celery(settings)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def celery_client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
+    """A test client whose app publishes with the test's own Celery app."""
+    web = create_app(ctx)
+    web.state.celery = celery
+    with TestClient(web) as client:
         yield client
 
 

@@ -57,13 +57,6 @@ def settings(data_dir: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
-
-
-@pytest.fixture
 def client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
     with make_client(ctx, celery) as client:
         yield client

@@ -4,22 +4,18 @@ published re-runs), and the list filters added with them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from mainspring.api.app import create_app
 from mainspring.context import AppContext
 from mainspring.core.states import Role, RunState
 from mainspring.db.models import AuditEntry, Run
 from mainspring.settings import Settings
-from mainspring.worker.app import make_celery
 from mainspring.worker.guard import REVOKED_KEY
 
 pytestmark = [pytest.mark.redis]
@@ -36,18 +32,8 @@ def settings(data_dir: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
-    web = create_app(ctx)
-    web.state.celery = celery
-    with TestClient(web) as client:
-        yield client
+def client(celery_client: TestClient) -> TestClient:
+    return celery_client
 
 
 @pytest.fixture

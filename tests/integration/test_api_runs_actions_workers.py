@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from mainspring.db.models import Run
 from mainspring.services.auth import create_api_token
 from mainspring.services.users import create_user
 from mainspring.settings import Settings
-from mainspring.worker.app import make_celery
 from tests.conftest import RecordingSystem, WorkerPool
 from tests.helpers import poll
 
@@ -39,18 +38,8 @@ def settings(data_dir: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
-    web = create_app(ctx)
-    web.state.celery = celery
-    with TestClient(web) as client:
-        yield client
+def client(celery_client: TestClient) -> TestClient:
+    return celery_client
 
 
 class Workers:

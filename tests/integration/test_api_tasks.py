@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -45,18 +43,8 @@ def settings(data_dir: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
-    web = create_app(ctx)
-    web.state.celery = celery
-    with TestClient(web) as client:
-        yield client
+def client(celery_client: TestClient) -> TestClient:
+    return celery_client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ one worker, broadcast with an offline host skipped) and on RabbitMQ."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +34,8 @@ def settings(data_dir: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
-    web = create_app(ctx)
-    web.state.celery = celery
-    with TestClient(web) as client:
-        yield client
+def client(celery_client: TestClient) -> TestClient:
+    return celery_client
 
 
 def post(client: TestClient, auth: Auth, body: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from mainspring.core.states import Role, WorkerStatus
 from mainspring.db.models import Worker
 from mainspring.services.clock import utcnow
 from mainspring.settings import Settings
-from mainspring.worker.app import make_celery
 
 pytestmark = [pytest.mark.redis]
 
@@ -29,13 +28,6 @@ QUICK = "?timeout=0.1"
 @pytest.fixture
 def settings(data_dir: Any, redis_url: str) -> Settings:
     return Settings(data_dir=data_dir, secret_key="k", broker_url=redis_url)
-
-
-@pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
 
 
 def register(

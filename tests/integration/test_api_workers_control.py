@@ -3,7 +3,6 @@ Redis: ping, what it holds, pool grow/shrink, autoscale refused, consumers, shut
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,10 @@ from celery import Celery
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from mainspring.api.app import create_app
 from mainspring.context import AppContext
 from mainspring.core.states import Role
 from mainspring.db.models import AuditEntry, Worker
 from mainspring.settings import Settings
-from mainspring.worker.app import make_celery
 from mainspring.worker.control import Control
 from tests.conftest import WorkerPool
 from tests.helpers import poll
@@ -35,18 +32,8 @@ def settings(data_dir: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def celery(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def client(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
-    web = create_app(ctx)
-    web.state.celery = celery
-    with TestClient(web) as client:
-        yield client
+def client(celery_client: TestClient) -> TestClient:
+    return celery_client
 
 
 def _processes(celery: Celery, host: str) -> int:
