@@ -14,6 +14,8 @@ then mapped to an instant by our daylight-saving rule (see ``resolve_local``):
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -133,7 +135,7 @@ def next_fire(
 ) -> datetime | None:
     """The first fire strictly after ``after`` (aware), in UTC; None when it never fires again."""
     if isinstance(trigger, CronTrigger):
-        return _next_cron(trigger, after, tz, hash_id)
+        return _next_cron(trigger, after, tz, _hash_key(trigger, hash_id))
     if isinstance(trigger, IntervalTrigger):
         return _next_interval(trigger, after)
     if isinstance(trigger, OnceTrigger):
@@ -146,7 +148,7 @@ def previous_fire(
 ) -> datetime | None:
     """The last fire strictly before ``before``, in UTC (the default data-window start)."""
     if isinstance(trigger, CronTrigger):
-        return _previous_cron(trigger, before, tz, hash_id)
+        return _previous_cron(trigger, before, tz, _hash_key(trigger, hash_id))
     if isinstance(trigger, IntervalTrigger):
         if before <= trigger.anchor:
             return None
@@ -209,7 +211,13 @@ def parse_instant(value: Any, field: str) -> datetime:
 def _parse_cron(expr: Any) -> CronTrigger:
     if not isinstance(expr, str) or not expr.strip():
         raise ValidationError("trigger.expr", "a cron expression is required")
-    expr = " ".join(expr.split())
+    return _checked_cron(" ".join(expr.split()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_cron(expr: str) -> CronTrigger:
+    """A validated cron trigger; cached, since a scheduler parses the same stored expressions
+    for every fire (a failed check raises and is not cached)."""
     if expr.startswith("@") and expr.lower() not in MACROS:
         raise ValidationError(
             "trigger.expr", f"unknown macro {expr!r}; use one of {', '.join(MACROS)}"
@@ -249,9 +257,8 @@ def _cron_candidates(
 ) -> Iterator[datetime]:
     """Instants of successive local wall times after (or before) ``start``'s wall time."""
     wall = start.astimezone(tz).replace(tzinfo=None)
-    it = croniter(
-        trigger.expanded, wall, second_at_beginning=trigger.has_seconds, hash_id=hash_id or None
-    )
+    it = copy.copy(_template(trigger.expanded, trigger.has_seconds, hash_id))
+    it.set_current(wall, force=True)
     step = it.get_prev if backwards else it.get_next
     for _ in range(_MAX_SKIPPED):
         try:
@@ -261,9 +268,27 @@ def _cron_candidates(
         yield resolve_local(local, tz)
 
 
+@functools.lru_cache(maxsize=4096)
+def _template(expr: str, seconds: bool, hash_id: str) -> croniter:
+    """A parsed expression to copy (parsing costs more than the search itself); ``hash_id``
+    matters only for ``H`` fields, so jobs with the same plain expression share one."""
+    return croniter(
+        expr, datetime(2000, 1, 1), second_at_beginning=seconds, hash_id=hash_id or None
+    )
+
+
+def _hash_key(trigger: CronTrigger, hash_id: str) -> str:
+    """The job's hash id where an ``H`` field uses it, else "" (so equal plain expressions
+    share cached parses and results)."""
+    return hash_id if "H" in trigger.expanded else ""
+
+
+@functools.lru_cache(maxsize=8192)
 def _next_cron(
     trigger: CronTrigger, after: datetime, tz: ZoneInfo, hash_id: str
 ) -> datetime | None:
+    """Cached: many jobs share an expression, so a burst of them at one instant (all due at
+    02:00) asks the same question thousands of times."""
     # Candidates at or before ``after`` are repeated wall times already fired in the first pass.
     for candidate in _cron_candidates(trigger, after, tz, hash_id):
         if candidate > after:
@@ -271,6 +296,7 @@ def _next_cron(
     return None
 
 
+@functools.lru_cache(maxsize=8192)
 def _previous_cron(
     trigger: CronTrigger, before: datetime, tz: ZoneInfo, hash_id: str
 ) -> datetime | None:

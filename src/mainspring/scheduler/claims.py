@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, case, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mainspring.core.states import FINAL_STATES, OverlapPolicy, RunState
@@ -264,6 +264,16 @@ def mark_sent(session: Session, sent: list[tuple[DueRun, datetime]]) -> None:
             .values(last_run_id=bindparam("b_run")),
             [{"b_id": job_id, "b_run": run_id} for job_id, run_id in last.items()],
         )
+
+
+def count_due(session: Session, horizon: datetime) -> int:
+    """How many enabled jobs fall due by ``horizon`` (an index range count)."""
+    stmt = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.enabled.is_(True), Job.next_fire_at <= horizon)
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def next_due_at(session: Session) -> datetime | None:

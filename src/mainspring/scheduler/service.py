@@ -26,6 +26,7 @@ from mainspring.scheduler.claims import (
     broadcast_due,
     claim_due_jobs,
     claim_held_runs,
+    count_due,
     mark_sent,
     next_due_at,
     not_scheduled,
@@ -43,6 +44,8 @@ from mainspring.services.clock import Clock, SystemClock
 logger = logging.getLogger("mainspring.scheduler")
 
 LEAD = timedelta(seconds=1)  # claim (and build messages) this far ahead of the due instant
+BURST_WINDOW = timedelta(seconds=60)  # ... up to this far when a burst is coming
+CLAIM_RATE = 2000.0  # fires claimed per second on a small machine (bench/scheduler_burst.py)
 SYNC_WINDOW = timedelta(milliseconds=300)  # ``tick`` publishes what is due this soon
 _SPIN = 0.002  # the last stretch before an instant is slept precisely, not on a condition
 _MARK_EVERY = 0.05  # the claiming thread records sent runs at least this often (seconds)
@@ -223,7 +226,8 @@ class Scheduler:
             self._claim(now)
 
     def _claim(self, now: datetime) -> None:
-        horizon = now + self._lead
+        lead = self._lead_for(now)
+        horizon = now + lead
         live = self._live_snapshot(horizon)
         revoke: list[str] = []
         with self._ctx.session() as session:
@@ -240,7 +244,15 @@ class Scheduler:
         with self._ctx.session() as session:
             upcoming = next_due_at(session)
         poll_at = now + timedelta(seconds=self._poll)
-        self._next_claim = min(upcoming - self._lead, poll_at) if upcoming is not None else poll_at
+        self._next_claim = min(upcoming - lead, poll_at) if upcoming is not None else poll_at
+
+    def _lead_for(self, now: datetime) -> timedelta:
+        """How far ahead to claim: the usual lead, or longer when so many jobs fall due soon
+        that claiming them (~2,000/s) would otherwise run past their instant."""
+        with self._ctx.session() as session:
+            soon = count_due(session, now + BURST_WINDOW)
+        needed = timedelta(seconds=soon / CLAIM_RATE)
+        return max(self._lead, min(BURST_WINDOW, needed))
 
     def _claim_delay(self) -> float:
         if self._next_claim is None:
