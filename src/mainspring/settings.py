@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     worker_max_memory_per_child: int | None = Field(default=None, ge=1024)  # KiB
     worker_shell_allow: list[str] = Field(default_factory=list)
     worker_acks_late: bool = False
+    # Alert channels of kind "command" run programs on the recorder (and web) host: opt-in.
+    alerts_allow_commands: bool = False
     # Messages each pool process reserves ahead (Celery's default, 4): 1 suits long tasks.
     worker_prefetch_multiplier: int = Field(default=4, ge=1, le=1000)
     # RabbitMQ priorities need queues declared with x-max-priority (plain clients: the same

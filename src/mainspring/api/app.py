@@ -13,7 +13,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 import mainspring
-from mainspring.api import audit, flower, jobs, queues, runs, stats, tasks, tokens, users, workers
+from mainspring.api import (
+    alerts,
+    audit,
+    flower,
+    health,
+    jobs,
+    jobs_code,
+    queues,
+    runs,
+    stats,
+    tasks,
+    tokens,
+    users,
+    workers,
+    workflows,
+)
 from mainspring.api.auth import SESSION_COOKIE, SESSION_MAX_AGE_S
 from mainspring.api.errors import install_error_handlers, is_api_request
 from mainspring.api.schemas import Health
@@ -53,6 +68,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(runs.router)
+    api.include_router(jobs_code.router)  # before jobs: /jobs/export is not a job id
     api.include_router(jobs.router)
     api.include_router(users.router)
     api.include_router(tokens.router)
@@ -61,7 +77,11 @@ def create_app(ctx: AppContext) -> FastAPI:
     api.include_router(workers.router)
     api.include_router(queues.router)
     api.include_router(stats.router)
+    api.include_router(workflows.router)
+    api.include_router(workflows.jobs_router)
+    api.include_router(alerts.router)
     app.include_router(api)
+    app.include_router(health.router)
     app.include_router(flower.router)
     app.include_router(login.router)
     app.include_router(pages.router)

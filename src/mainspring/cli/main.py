@@ -54,7 +54,7 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from mainspring.cli import db, jobs, roles, runs, tokens, up, users
+    from mainspring.cli import db, importing, jobs, roles, runs, tokens, up, users
 
     cli.add_command(up.up)
     cli.add_command(roles.web)
@@ -66,6 +66,12 @@ def _register() -> None:
     cli.add_command(runs.runs)
     cli.add_command(users.users)
     cli.add_command(tokens.tokens)
+    cli.add_command(importing.import_)
+    cli.add_command(importing.export)
+    cli.add_command(importing.apply)
+    from mainspring.cli.status import status
+
+    cli.add_command(status)
 
 
 _register()

@@ -266,3 +266,105 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     fencing_token: Mapped[int] = mapped_column(BigInteger, default=0)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobVersion(Base):
+    """A job's definition as it stood after one change (M9): who made it, when, and what a
+    rollback restores. Kept when the job is deleted (``job_id`` becomes NULL, the name stays)."""
+
+    __tablename__ = "job_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True
+    )
+    job_name: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    # The ``JobSpec`` fields as JSON, with a ``v`` key (see ``services.job_versions``).
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changed_by: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    summary: Mapped[str] = mapped_column(String(500), default="")
+
+    __table_args__ = (UniqueConstraint("job_id", "version"),)
+
+
+class AlertChannel(Base):
+    """Where alerts go (M8): a webhook, an SMTP mailbox or a command. ``config`` holds the
+    kind's settings with a ``v`` key, secrets included (masked whenever it is listed)."""
+
+    __tablename__ = "alert_channels"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(150), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRule(Base):
+    """When to alert (M8): a condition ``kind`` with its ``params`` (versioned JSON), for every
+    job, one job or one tag, sent to ``channel_ids``, at most once per ``cooldown_s`` per key."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(150), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    tag: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    cooldown_s: Mapped[int] = mapped_column(Integer, default=600)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """One alert raised by a rule; repeats of its key within the cooldown only count in
+    ``suppressed``. ``payload`` is what the channels receive (with a ``v`` key)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alert_rules.id", ondelete="SET NULL"), nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (Index("ix_alerts_rule_key", "rule_id", "dedup_key", "created_at"),)
+
+
+class AlertDelivery(Base):
+    """One alert to one channel: ``pending`` until sent, retried with backoff, ``failed``
+    after the last attempt; the last error is kept."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alert_channels.id", ondelete="SET NULL"), nullable=True
+    )
+    channel_name: Mapped[str] = mapped_column(String(150))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_alert_deliveries_due", "state", "next_attempt_at"),)

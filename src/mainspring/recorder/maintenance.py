@@ -46,16 +46,24 @@ class Maintenance:
 
     def run(self, stop: threading.Event) -> None:
         """Each task on its own timer; reconciliation first of all, at start."""
-        due = {"reconcile": 0.0, "inspect": 0.0, "retention": 0.0}
+        from mainspring.alerts.delivery import DeliveryPolicy
+        from mainspring.alerts.evaluate import Alerting, AlertOptions
+
+        allow = self._ctx.settings.alerts_allow_commands
+        options = AlertOptions(delivery=DeliveryPolicy(allow_commands=allow))
+        alerting = Alerting(self._ctx, self._app, options)
+        due = {"reconcile": 0.0, "inspect": 0.0, "retention": 0.0, "alerts": 0.0}
         intervals = {
             "reconcile": self._opts.reconcile_interval,
             "inspect": self._opts.inspect_interval,
             "retention": self._opts.retention_interval,
+            "alerts": alerting.options.interval_s,
         }
         actions = {
             "reconcile": self.reconcile,
             "inspect": lambda: self.inspect(None),
             "retention": self.retention,
+            "alerts": alerting.tick,
         }
         while not stop.is_set():
             with self._recorder.new_workers_lock:

@@ -23,6 +23,7 @@ from mainspring.recorder.fold import RunPatch, fold
 from mainspring.recorder.writer import LOG_CAP_BYTES, write_runs, write_workers
 from mainspring.services.clock import utcnow
 from mainspring.services.retention import RetentionPolicy
+from mainspring.workflows.hooks import on_runs_written
 
 logger = logging.getLogger("mainspring.recorder")
 
@@ -161,6 +162,7 @@ class Recorder:
             now = utcnow()
             with self._ctx.session() as session:
                 write_runs(session, patches, now, self.options.log_cap_bytes)
+                on_runs_written(session, patches)  # workflows, dependencies; never raises
                 write_workers(session, workers, now)
         except Exception:
             self._keep(patches, workers)

@@ -33,6 +33,7 @@ from mainspring.core.triggers import (
 from mainspring.db.models import Job, Run
 from mainspring.errors import ConflictError, ValidationError
 from mainspring.scheduler.wakeup import request_wakeup
+from mainspring.services import job_versions
 from mainspring.services.audit import Actor, diff, record_as
 from mainspring.services.clock import utcnow
 
@@ -232,6 +233,7 @@ def _snapshot(job: Job) -> dict[str, Any]:
 def _audit(
     session: Session, actor: Actor | None, action: str, job: Job, before: dict[str, Any]
 ) -> None:
+    job_versions.record(session, job, action, before, actor)  # the job's history (M9)
     if actor is not None:
         after = _snapshot(job) if action != "delete" else {}
         record_as(session, actor, action, "job", job.id, diff(before, after))

@@ -17,7 +17,7 @@ from mainspring.worker.routing import celery_routes
 from mainspring.worker.task import MainspringTask
 from mainspring.worker.tracking import install_tracking
 
-BUILTIN_TASK_MODULES = ["mainspring.worker.builtin"]
+BUILTIN_TASK_MODULES = ["mainspring.worker.builtin", "mainspring.worker.workflow_task"]
 
 
 def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:

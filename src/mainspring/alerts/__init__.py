@@ -1,0 +1,1 @@
+"""Alerts (M8): channels, rules evaluated in the recorder, deliveries with retries."""

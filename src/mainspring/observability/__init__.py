@@ -1,0 +1,1 @@
+"""Health, metrics and status: what the database and broker say about the whole system."""

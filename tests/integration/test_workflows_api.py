@@ -1,0 +1,216 @@
+"""``/api/v1/workflows`` and ``/api/v1/jobs/{id}/dependencies`` as each role: validation
+errors naming the path, submission with step ids known at once, the tree view, retry
+refusals, dependencies with cycles refused and changes audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from mainspring.api.app import create_app
+from mainspring.context import AppContext
+from mainspring.core.states import Role, RunState
+from mainspring.db.models import AuditEntry, Run
+from mainspring.services.jobs import JobSpec, create_job
+from mainspring.settings import Settings
+from mainspring.workflows.compile import step_id
+from mainspring.workflows.definition import WORKFLOW_TASK
+
+ROLES: list[Role | None] = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, None]
+WRITERS = {Role.ADMIN: True, Role.OPERATOR: True, Role.VIEWER: 403, None: 401}
+BASE = "/api/v1/workflows"
+CHAIN = {
+    "flow": {"chain": [{"task": "tasks.add", "args": [1, 2]}, {"task": "tasks.mul", "args": [3]}]}
+}
+Auth = dict[Role | None, dict[str, str]]
+
+
+@pytest.fixture
+def settings(data_dir: Path, redis_url: str) -> Settings:
+    return Settings(data_dir=data_dir, secret_key="k", broker_url=redis_url)
+
+
+@pytest.fixture
+def web(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[TestClient]:
+    app = create_app(ctx)
+    app.state.celery = celery
+    with TestClient(app) as client:
+        yield client
+
+
+def _run(run_id: str, task: str, state: RunState, **fields: Any) -> Run:
+    now = datetime.now(UTC)
+    return Run(
+        id=run_id,
+        task=task,
+        state=state.value,
+        trigger="api",
+        attempt=0,
+        options={},
+        created_at=now,
+        updated_at=now,
+        log_bytes=0,
+        log_truncated=False,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_validate_names_the_path_of_the_error(
+    web: TestClient, auth: Auth, role: Role | None
+) -> None:
+    bad = {"flow": {"chain": [{"task": "tasks.add"}, {"task": "not a task"}]}}
+    r = web.post(f"{BASE}/validate", json={"definition": bad}, headers=auth[role])
+    if role is None:
+        assert r.status_code == 401
+        return
+    assert r.status_code == 422
+    assert r.json()["detail"]["field"] == "flow.chain[1].task"
+    ok = web.post(f"{BASE}/validate", json={"definition": CHAIN}, headers=auth[role])
+    assert ok.status_code == 200
+    assert [s["path"] for s in ok.json()["steps"]] == ["flow.chain[0]", "flow.chain[1]"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "field"),
+    [
+        (
+            {"steps": [{"name": "a", "task": "t.a"}, {"name": "b", "task": "t.b", "needs": ["x"]}]},
+            "steps[1].needs[0]",
+        ),
+        (
+            {
+                "steps": [
+                    {"name": "a", "task": "t.a", "needs": ["b"]},
+                    {"name": "b", "task": "t.b", "needs": ["a"]},
+                ]
+            },
+            "steps[0].needs",
+        ),
+        ({"flow": {"chord": [{"task": "t.a"}]}}, "flow.callback"),
+        ({"flow": {"group": []}}, "flow.group"),
+        ({"flow": {"task": "mainspring.shell", "kwargs": {}}}, "flow.kwargs"),
+        ({"flow": {"task": "t.a", "args": "x"}}, "flow.args"),
+        ({"flow": {"task": "t.a"}, "on_failure": "retry"}, "on_failure"),
+    ],
+)
+def test_invalid_definitions_are_refused_with_the_field(
+    web: TestClient, auth: Auth, definition: dict[str, Any], field: str
+) -> None:
+    r = web.post(f"{BASE}/validate", json={"definition": definition}, headers=auth[Role.VIEWER])
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]["field"] == field
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_submit_returns_the_workflow_and_step_run_ids(
+    web: TestClient, auth: Auth, ctx: AppContext, role: Role | None
+) -> None:
+    r = web.post(f"{BASE}/runs", json={"definition": CHAIN}, headers=auth[role])
+    expected = WRITERS[role]
+    if expected is not True:
+        assert r.status_code == expected
+        return
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["steps"]["flow.chain[1]"] == step_id(body["run_id"], "flow.chain[1]")
+    with ctx.session() as session:
+        run = session.get(Run, body["run_id"])
+        assert run is not None
+        assert (run.task, run.state) == (WORKFLOW_TASK, RunState.SENT.value)
+        assert run.kwargs == {"definition": CHAIN}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_tree_shows_each_step_state(
+    web: TestClient, auth: Auth, ctx: AppContext, role: Role | None
+) -> None:
+    with ctx.session() as session:
+        session.add(_run("wf1", WORKFLOW_TASK, RunState.STARTED, kwargs={"definition": CHAIN}))
+        first = step_id("wf1", "flow.chain[0]")
+        session.add(_run(first, "tasks.add", RunState.SUCCESS, root_id="wf1", result=3))
+        session.add(_run("plain", "tasks.add", RunState.SUCCESS))
+    r = web.get(f"{BASE}/runs/wf1", headers=auth[role])
+    if role is None:
+        assert r.status_code == 401
+        return
+    assert r.status_code == 200
+    tree = r.json()["tree"]
+    assert (tree["kind"], tree["state"]) == ("chain", "STARTED")
+    assert [(c["state"], c["run_id"]) for c in tree["children"]] == [
+        ("SUCCESS", first),
+        ("PENDING", step_id("wf1", "flow.chain[1]")),
+    ]
+    assert web.get(f"{BASE}/runs/plain", headers=auth[role]).status_code == 404
+    assert web.get(f"{BASE}/runs/nope", headers=auth[role]).status_code == 404
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_retry_refuses_a_step_that_has_not_failed(
+    web: TestClient, auth: Auth, ctx: AppContext, role: Role | None
+) -> None:
+    with ctx.session() as session:
+        session.add(_run("wf2", WORKFLOW_TASK, RunState.STARTED, kwargs={"definition": CHAIN}))
+    r = web.post(f"{BASE}/runs/wf2/retry", json={"step": "flow.chain[0]"}, headers=auth[role])
+    expected = WRITERS[role]
+    assert r.status_code == (409 if expected is True else expected)
+    if expected is True:
+        missing = web.post(f"{BASE}/runs/wf2/retry", json={"step": "x"}, headers=auth[role])
+        assert missing.status_code == 404
+
+
+def _jobs(ctx: AppContext) -> list[int]:
+    with ctx.session() as s:
+        return [
+            create_job(
+                s, JobSpec(name=n, task="tasks.add", trigger={"kind": "manual"}, timezone="UTC")
+            ).id
+            for n in ("extract", "transform", "load")
+        ]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_dependencies_are_added_listed_and_removed(
+    web: TestClient, auth: Auth, ctx: AppContext, role: Role | None
+) -> None:
+    a, b, c = _jobs(ctx)
+    put = web.put(
+        f"/api/v1/jobs/{b}/dependencies/{a}", json={"condition": "always"}, headers=auth[role]
+    )
+    expected = WRITERS[role]
+    if expected is not True:
+        assert put.status_code == expected
+        assert web.get(f"/api/v1/jobs/{b}/dependencies", headers=auth[role]).status_code == (
+            401 if role is None else 200
+        )
+        return
+    assert put.status_code == 200, put.text
+    assert put.json() == {"job_id": b, "upstream_job_id": a, "condition": "always"}
+    assert (
+        web.put(f"/api/v1/jobs/{c}/dependencies/{b}", json={}, headers=auth[role]).status_code
+        == 200
+    )
+    cycle = web.put(f"/api/v1/jobs/{a}/dependencies/{c}", json={}, headers=auth[role])
+    assert cycle.status_code == 409
+    assert "cycle" in cycle.json()["detail"]
+    unknown = web.put(f"/api/v1/jobs/{a}/dependencies/9999", json={}, headers=auth[role])
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"]["field"] == "upstream_job_id"
+    listed = web.get(f"/api/v1/jobs/{b}/dependencies", headers=auth[role]).json()
+    assert [d["upstream_job_id"] for d in listed["upstream"]] == [a]
+    assert [d["job_id"] for d in listed["downstream"]] == [c]
+    gone = web.delete(f"/api/v1/jobs/{b}/dependencies/{a}", headers=auth[role])
+    assert gone.status_code == 204
+    again = web.delete(f"/api/v1/jobs/{b}/dependencies/{a}", headers=auth[role])
+    assert again.status_code == 404
+    with ctx.session() as s:
+        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.object_type == "job")))
+    assert actions.count("add_dependency") == 2
+    assert actions.count("remove_dependency") == 1
