@@ -99,3 +99,18 @@ def test_invalid_trigger_names_the_field(spec, field):
     with pytest.raises(ValidationError) as info:
         parse_trigger(spec)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("expr", "weekdays"),
+    [("0 0 * * 5-5", {"Fri"}), ("0 0 * * fri-fri", {"Fri"}), ("0 0 * * 1-1/2", {"Mon"})],
+)
+def test_one_value_range_is_that_value_not_every_value(expr: str, weekdays: set[str]) -> None:
+    trigger = parse_trigger({"kind": "cron", "expr": expr})
+    at, seen = datetime(2026, 11, 23, tzinfo=UTC), set()
+    for _ in range(14):
+        nxt = next_fire(trigger, at, ZoneInfo("UTC"))
+        assert nxt is not None
+        seen.add(nxt.strftime("%a"))
+        at = nxt
+    assert seen == weekdays

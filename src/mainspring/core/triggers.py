@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,14 +49,31 @@ class CronTrigger:
 
     expr: str
 
-    @property
+    @functools.cached_property
     def expanded(self) -> str:
-        """The expression with a macro replaced by its fields (so ``H`` is never implied)."""
-        return MACROS.get(self.expr.lower(), self.expr)
+        """The expression as croniter gets it: a macro replaced by its fields (so ``H`` is
+        never implied) and one-value ranges (``5-5``, ``mon-mon``) written as the value, which
+        croniter 7 would otherwise take as the whole field."""
+        fields = MACROS.get(self.expr.lower(), self.expr).split()
+        return " ".join(_one_value_ranges(field) for field in fields)
 
     @property
     def has_seconds(self) -> bool:
         return len(self.expanded.split()) == 6
+
+
+_RANGE = re.compile(r"^(\w+)-(\w+)(/\d+)?$")
+
+
+def _one_value_ranges(field: str) -> str:
+    """``5-5`` → ``5`` in each comma-separated item of a cron field (a step is moot then)."""
+    items = []
+    for item in field.split(","):
+        match = _RANGE.match(item)
+        if match and match.group(1).lower() == match.group(2).lower():
+            item = match.group(1)
+        items.append(item)
+    return ",".join(items)
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,20 @@ def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
     parse_policy(spec.overlap_policy, OverlapPolicy, "overlap_policy")
     WindowSpec.parse(spec.data_window)
     _validate_routing(spec)
+    _validate_workflow(spec)
     return trigger, bounds
+
+
+def _validate_workflow(spec: JobSpec) -> None:
+    """A workflow job's definition is checked when it is saved, not when its run starts."""
+    from mainspring.workflows.definition import WORKFLOW_TASK, parse_workflow
+
+    if spec.task != WORKFLOW_TASK:
+        return
+    try:
+        parse_workflow(spec.kwargs.get("definition"))
+    except ValidationError as exc:
+        raise ValidationError(f"kwargs.definition.{exc.field}", exc.message) from None
 
 
 def _validate_text(spec: JobSpec) -> None:
