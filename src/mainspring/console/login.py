@@ -19,6 +19,7 @@ from mainspring.api.auth import (
     start_session,
 )
 from mainspring.api.deps import Db, SecretKey
+from mainspring.console.prefs import request_lang
 from mainspring.console.render import render
 from mainspring.services.auth import check_login
 from mainspring.services.ratelimit import TooManyAttempts
@@ -75,12 +76,14 @@ def login_submit(
     try:
         user = check_login(db, username, password, limiter, address)
     except TooManyAttempts as exc:
-        error = f"Too many attempts, try again in {exc.retry_after_s} s."
+        message = request_lang(request).gettext("Too many attempts, try again in %(seconds)s s.")
+        error = message % {"seconds": exc.retry_after_s}
         response = _login_form(request, target, username, error, status_code=429)
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
     if user is None:
-        return _login_form(request, target, username, "Wrong username or password.")
+        error = request_lang(request).gettext("Wrong username or password.")
+        return _login_form(request, target, username, error)
     start_session(request, user, secret_key)
     return RedirectResponse(target, status_code=303)
 
