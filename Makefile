@@ -16,8 +16,10 @@ install: $(BIN)/mainspring
 run: install
 	$(BIN)/mainspring up
 
+# Most tests run in 3 processes (each file in one); timing-sensitive ones run alone after.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile -m "not (serial or e2e or browser)"
+	$(BIN)/pytest -m "serial or e2e or browser"
 
 lint: install
 	$(BIN)/ruff check src tests

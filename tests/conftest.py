@@ -121,16 +121,22 @@ def redis_url() -> str:
     require_service("redis")
     import redis
 
-    index = 1 + (os.getpid() % 14)
-    url = f"redis://127.0.0.1:6379/{index}"
+    url = redis_test_url()
     redis.Redis.from_url(url).flushdb()
     return url
 
 
+def redis_test_url() -> str:
+    """This pytest process's Redis database: xdist workers gw0, gw1… never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = 1 + int(worker[2:]) if worker.startswith("gw") else 1 + (os.getpid() % 14)
+    return f"redis://127.0.0.1:6379/{index}"
+
+
 @pytest.fixture
-def rabbitmq_url() -> str:
-    require_service("rabbitmq")
-    return "amqp://guest:guest@127.0.0.1:5672//"
+def rabbitmq_url(rabbitmq_vhost_url: str) -> str:
+    """RabbitMQ on a virtual host of the test's own (tests run in parallel)."""
+    return rabbitmq_vhost_url
 
 
 def _rabbitmqctl(*args: str) -> None:

@@ -24,7 +24,7 @@ from mainspring.services import jobs as job_service
 from tests.conftest import RecordingSystem, WorkerPool
 from tests.helpers import mainspring_process, poll, stop_process_tree
 
-pytestmark = [pytest.mark.celery, pytest.mark.redis]
+pytestmark = [pytest.mark.serial, pytest.mark.celery, pytest.mark.redis]
 
 TASKS = "tests.worker_tasks.reliability"
 JOBS, EVERY_MS, KILLS = 10, 500, 5

@@ -26,7 +26,7 @@ from mainspring.services import jobs as job_service
 from mainspring.settings import Settings
 from tests.helpers import mainspring_process, poll, stop_process_tree
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.serial, pytest.mark.redis]
 
 JOBS, EVERY_MS, QUEUE = 10, 250, "takeover"
 MAX_LATE_MS = 1500  # target 1 s; slack for a loaded 2-core CI machine

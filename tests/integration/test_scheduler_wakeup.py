@@ -21,6 +21,8 @@ from mainspring.scheduler.service import Scheduler
 from mainspring.settings import Settings
 from tests.helpers import poll
 
+pytestmark = pytest.mark.serial  # timing-sensitive: runs alone
+
 
 class TimedPublisher:
     def __init__(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from mainspring.services.tasks import revoke_run
 from mainspring.settings import Settings
 from mainspring.worker.app import make_celery
 from mainspring.worker.routing import host_queue
-from tests.conftest import WorkerPool, require_service
+from tests.conftest import WorkerPool, redis_test_url, require_service
 from tests.helpers import cmdline, poll
 
 pytestmark = [pytest.mark.celery, pytest.mark.redis]
@@ -29,7 +28,7 @@ class Shell:
         require_service("redis")
         import redis
 
-        url = f"redis://127.0.0.1:6379/{1 + (os.getpid() % 14)}"
+        url = redis_test_url()
         redis.Redis.from_url(url).flushdb()
         self.env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_BROKER_URL": url}
         self.app = make_celery(Settings(data_dir=data_dir, broker_url=url))

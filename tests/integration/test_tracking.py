@@ -16,7 +16,7 @@ from mainspring.worker.runlog import DEFAULT_CAP_BYTES
 from tests.conftest import RecordingSystem
 from tests.helpers import poll
 
-pytestmark = [pytest.mark.celery, pytest.mark.redis]
+pytestmark = [pytest.mark.serial, pytest.mark.celery, pytest.mark.redis]
 
 
 @pytest.fixture(params=["prefork", "threads"])
