@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,43 +29,24 @@ from sqlalchemy.orm import Session
 from mainspring.context import AppContext
 from mainspring.core.states import RunState, TriggerSource
 from mainspring.db.models import Run, Worker
-from mainspring.errors import ConflictError, ServiceUnavailableError, ValidationError
+from mainspring.errors import ConflictError, ValidationError
 from mainspring.services.clock import utcnow
 from mainspring.services.delayed import submit_delayed
 
-# Moved to ``services.workers``; re-exported for the scheduler and the CLI.
+# Moved to ``services.publishing`` and ``services.workers``; re-exported for their callers.
+from mainspring.services.publishing import TaskOptions as TaskOptions
+from mainspring.services.publishing import message_options as message_options
+from mainspring.services.publishing import publish_run
+from mainspring.services.publishing import revoke_run as revoke_run
 from mainspring.services.workers import broadcast_plan as broadcast_plan
 from mainspring.services.workers import live_queues as live_queues
-from mainspring.worker.guard import run_store
 from mainspring.worker.routing import check_hostname, check_queue_name, host_queue, route_for
 from mainspring.worker.schemas import BUILTIN_PARAMS, describe
-from mainspring.worker.task import RETRY_HEADER, RetryPolicy
 
 logger = logging.getLogger("mainspring.services.tasks")
 
 TASK_NAME = re.compile(r"^[A-Za-z_][\w.\-:]{0,254}$")
-MAX_SECONDS = 10 * 366 * 86400  # bounds that keep instants computable
 IDEMPOTENCY_KEY = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
-
-
-class TaskOptions(BaseModel):
-    """Where and how a submitted task runs (the API's ``options`` object)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    queue: str | None = Field(default=None, description="default: the task's route")
-    worker: str | None = Field(default=None, description="run on this worker only")
-    retry: RetryPolicy | None = None
-    soft_time_limit: float | None = Field(
-        default=None, gt=0, le=MAX_SECONDS, description="seconds (prefork)"
-    )
-    time_limit: float | None = Field(
-        default=None, gt=0, le=MAX_SECONDS, description="seconds (prefork)"
-    )
-    expires: float | None = Field(
-        default=None, gt=0, le=MAX_SECONDS, description="do not start after N s"
-    )
-    priority: int | None = Field(default=None, ge=0, le=9, description="0 lowest … 9 highest")
 
 
 @dataclass
@@ -169,7 +149,7 @@ def submit(ctx: AppContext, app: Any, sub: Submission, inspect_timeout: float = 
     first = _insert_once(ctx, sub, lambda session: session.add(run))
     if first is not None:
         return first
-    _publish(ctx, app, run, sub.options)
+    publish_run(ctx, app, run, sub.options)
     return Submitted(run)
 
 
@@ -312,7 +292,7 @@ def _submit_broadcast(
         return first
     for child in children:
         if child.state == RunState.SENT.value:
-            _publish(ctx, app, child, options, parent_id=parent.id)
+            publish_run(ctx, app, child, options, parent_id=parent.id)
     return Submitted(parent, children)
 
 
@@ -373,60 +353,3 @@ def _new_run(
         log_bytes=0,
         log_truncated=False,
     )
-
-
-def message_options(
-    options: TaskOptions, parent_id: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """How a run's options travel (shared with the scheduler): the retry policy as the
-    ``mainspring_retry`` header; limits, expiry (seconds), priority and parentage as
-    ``send_task`` options. Returns ``(headers, options)``, unset ones left out."""
-    headers: dict[str, Any] = {}
-    if options.retry is not None and options.retry.retries:
-        headers[RETRY_HEADER] = options.retry.model_dump(mode="json")
-    extra = {
-        k: v
-        for k, v in {
-            "soft_time_limit": options.soft_time_limit,
-            "time_limit": options.time_limit,
-            "expires": options.expires,
-            "priority": options.priority,
-            "parent_id": parent_id,
-            "root_id": parent_id,
-        }.items()
-        if v is not None
-    }
-    return headers, extra
-
-
-def _publish(
-    ctx: AppContext, app: Any, run: Run, options: TaskOptions, parent_id: str | None = None
-) -> None:
-    """Hand the run to the broker; a broker failure marks the stored run FAILURE and raises."""
-    headers, extra = message_options(options, parent_id)
-    try:
-        app.send_task(
-            run.task,
-            args=run.args,
-            kwargs=run.kwargs,
-            task_id=run.id,
-            queue=run.queue,
-            headers=headers,
-            **extra,
-        )
-    except Exception as exc:
-        with ctx.session() as session:
-            stored = session.get(Run, run.id)
-            if stored is not None and stored.state == RunState.SENT.value:
-                stored.state = RunState.FAILURE.value
-                stored.exception_type = type(exc).__name__
-                stored.exception_message = f"could not publish: {exc}"
-        raise ServiceUnavailableError(f"cannot publish run {run.id} to the broker: {exc}") from exc
-
-
-def revoke_run(app: Any, run_id: str, terminate: bool = False, signal: str = "SIGTERM") -> None:
-    """Cancel a run. The revocation is stored first (so a worker offline now still discards
-    the run when it gets it), then broadcast; ``terminate`` also stops a running one (a shell
-    task's whole process group)."""
-    run_store(app).revoke(run_id, terminate)
-    app.control.revoke(run_id, terminate=terminate, signal=signal)
