@@ -33,7 +33,7 @@ from mainspring.api.job_schemas import (
     RunNowIn,
     RunNowOut,
 )
-from mainspring.api.schemas import ErrorOut, RequestErrorOut, RunOut, RunPage
+from mainspring.api.schemas import API_ERRORS, ErrorOut, RunOut, RunPage
 from mainspring.core.states import Role
 from mainspring.core.triggers import zone
 from mainspring.errors import ValidationError
@@ -49,12 +49,7 @@ router = APIRouter(
     tags=["jobs"],
     dependencies=[Depends(current_user)],
     # 400: a body that is not JSON at all; 429: too many wrong Basic passwords.
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 
 Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]

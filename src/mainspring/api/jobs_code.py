@@ -20,7 +20,7 @@ from mainspring.api.audit import AuditActor
 from mainspring.api.auth import current_user, require_role
 from mainspring.api.deps import Db, get_settings
 from mainspring.api.job_schemas import NO_CONTROL, JobOut
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
+from mainspring.api.schemas import API_ERRORS, ErrorOut
 from mainspring.core.states import Role
 from mainspring.services import job_versions, jobs_code
 from mainspring.services.auth import Principal
@@ -37,12 +37,7 @@ router = APIRouter(
     prefix="/jobs",
     tags=["jobs"],
     dependencies=[Depends(current_user)],
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 
 Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]

@@ -11,7 +11,7 @@ from mainspring.api.audit import AuditActor
 from mainspring.api.auth import current_user
 from mainspring.api.celery_dep import CeleryApp, Ctx, ReleasedAdmin, ReleasedCaller
 from mainspring.api.deps import get_settings
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
+from mainspring.api.schemas import API_ERRORS, ErrorOut
 from mainspring.api.task_schemas import PurgeIn, PurgeOut, QueueList, QueueOut
 from mainspring.services import queues as queue_service
 from mainspring.services.queues import QueueLength
@@ -22,10 +22,7 @@ router = APIRouter(
     tags=["queues"],
     dependencies=[Depends(current_user)],
     responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
+        **API_ERRORS,
         503: {"model": ErrorOut, "description": "the broker cannot be reached"},
     },
 )

@@ -22,7 +22,7 @@ from mainspring.api.audit import AuditActor
 from mainspring.api.auth import current_user
 from mainspring.api.celery_dep import CeleryApp, Ctx, ReleasedOperator
 from mainspring.api.deps import Db
-from mainspring.api.schemas import ErrorOut, RequestErrorOut, RunLogOut, RunOut, RunPage
+from mainspring.api.schemas import API_ERRORS, ErrorOut, RunLogOut, RunOut, RunPage
 from mainspring.api.task_schemas import (
     RerunIn,
     RunActionOut,
@@ -44,12 +44,7 @@ router = APIRouter(
     prefix="/runs",
     tags=["runs"],
     dependencies=[Depends(current_user)],
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 _ONE_RUN: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
 _ACTION: dict[int | str, dict[str, Any]] = {

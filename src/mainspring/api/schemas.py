@@ -202,3 +202,14 @@ class RequestErrorOut(BaseModel):
     errors FastAPI found in the request."""
 
     detail: FieldError | list[SchemaErrorItem]
+
+
+# What any authenticated endpoint may answer besides its own codes: a body that is not JSON
+# (400), no or wrong credentials (401), bad input naming the field (422), too many wrong
+# passwords (429).
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    422: {"model": RequestErrorOut},
+    429: {"model": ErrorOut},
+}

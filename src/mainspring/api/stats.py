@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from mainspring.api.auth import current_user
 from mainspring.api.deps import Db, get_settings
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
+from mainspring.api.schemas import API_ERRORS
 from mainspring.api.task_schemas import JobStats, JobStatsItem, Lateness, RunStats, StateBucket
 from mainspring.services import stats as stats_service
 from mainspring.services.stats import Bucket
@@ -21,12 +21,7 @@ router = APIRouter(
     prefix="/stats",
     tags=["stats"],
     dependencies=[Depends(current_user)],
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 JobId = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 Zone = Annotated[str | None, Query(max_length=64, description="IANA name, e.g. Asia/Shanghai")]

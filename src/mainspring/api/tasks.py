@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Response
 from mainspring.api.auth import current_user
 from mainspring.api.celery_dep import CeleryApp, Ctx, ReleasedOperator
 from mainspring.api.deps import Db
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
+from mainspring.api.schemas import API_ERRORS, ErrorOut
 from mainspring.api.task_schemas import (
     SubmitOptions,
     SubmittedChild,
@@ -40,12 +40,7 @@ router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
     dependencies=[Depends(current_user)],
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 
 

@@ -14,8 +14,8 @@ from mainspring.api.audit import AuditActor
 from mainspring.api.auth import CurrentUser
 from mainspring.api.deps import Db
 from mainspring.api.schemas import (
+    API_ERRORS,
     ErrorOut,
-    RequestErrorOut,
     TokenCreate,
     TokenCreated,
     TokenList,
@@ -31,12 +31,7 @@ router = APIRouter(
     prefix="/tokens",
     tags=["tokens"],
     # 400: a body that is not JSON at all; 429: too many wrong Basic passwords.
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 
 TokenId = Annotated[int, Path(ge=1, le=2**63 - 1)]

@@ -14,10 +14,10 @@ from mainspring.api.audit import AuditActor
 from mainspring.api.auth import CurrentUser, login_limiter, require_role, too_many_attempts
 from mainspring.api.deps import Db
 from mainspring.api.schemas import (
+    API_ERRORS,
     ErrorOut,
     MeOut,
     PasswordChange,
-    RequestErrorOut,
     UserCreate,
     UserList,
     UserOut,
@@ -32,12 +32,7 @@ from mainspring.services.users import Keep, UserUpdate
 router = APIRouter(
     tags=["users"],
     # 400: a body that is not JSON at all; 429: too many wrong Basic passwords.
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]

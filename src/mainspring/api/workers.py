@@ -24,7 +24,7 @@ from mainspring.api.celery_dep import (
     ReleasedOperator,
 )
 from mainspring.api.deps import Db
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
+from mainspring.api.schemas import API_ERRORS, ErrorOut
 from mainspring.api.task_schemas import (
     AutoscaleIn,
     ConsumerIn,
@@ -44,12 +44,7 @@ router = APIRouter(
     prefix="/workers",
     tags=["workers"],
     dependencies=[Depends(current_user)],
-    responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
-        429: {"model": ErrorOut},
-    },
+    responses=API_ERRORS,
 )
 _COMMAND: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut},
