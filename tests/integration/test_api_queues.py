@@ -23,7 +23,7 @@ from tests.integration.test_api_workers import register
 
 Auth = dict[Role | None, dict[str, str]]
 # Queue names of this module's own: no other test's worker on a shared broker consumes them.
-SUFFIX = uuid.uuid4().hex[:8]
+SUFFIX = "api-queues"  # fixed: test ids must match across xdist workers (each has its own Redis db)
 QUEUE, REPORTS, LENGTHS, DOOMED = (f"{n}-{SUFFIX}" for n in ("default", "reports", "len", "doomed"))
 
 
