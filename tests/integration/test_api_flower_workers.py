@@ -63,8 +63,13 @@ def _users(system: RecordingSystem) -> dict[Role, dict[str, str]]:
 
 
 def _registered(client: TestClient, headers: dict[str, str], names: list[str]) -> bool:
+    """Both workers' tasks *and* queues are in the registry (inspected separately)."""
     workers = client.get("/api/workers", headers=headers).json()
-    return all("tests.sleep" in workers.get(name, {}).get("registered", []) for name in names)
+    return all(
+        "tests.sleep" in workers.get(name, {}).get("registered", [])
+        and workers[name].get("active_queues")
+        for name in names
+    )
 
 
 @pytest.fixture(scope="module")

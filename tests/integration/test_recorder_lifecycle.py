@@ -122,8 +122,8 @@ def test_secrets_are_masked_in_created_and_updated_runs(redis_system: RecordingS
 
 
 def test_runs_that_finished_while_the_recorder_was_down_get_their_final_state(
-    recording: Callable[[str], RecordingSystem], broker_url: str
-) -> None:
+    broker_url: str, recording: Callable[[str], RecordingSystem]
+) -> None:  # broker first: its vhost must outlive the recording system at teardown
     system = recording(broker_url)
     system.start_recorder()
     system.start_worker(concurrency=3)

@@ -99,3 +99,61 @@ def duration_chart(
             )
         )
     return DurationChart(width=width, height=height, bars=bars, max_ms=top)
+
+
+# --- runs per hour, stacked by state (the dashboard) ------------------------------------------
+
+STACK_ORDER = ("SUCCESS", "FAILURE", "LOST", "RETRY", "REVOKED", "EXPIRED", "SKIPPED")
+
+
+@dataclass(frozen=True)
+class Segment:
+    x: float
+    y: float
+    width: float
+    height: float
+    state: str
+    count: int
+    start: datetime
+
+
+@dataclass(frozen=True)
+class StackedChart:
+    width: int
+    height: int
+    segments: list[Segment]
+    max_total: int
+    buckets: int
+
+
+def stacked_chart(
+    buckets: list[tuple[datetime, dict[str, int]]],
+    width: int = CHART_WIDTH,
+    height: int = CHART_HEIGHT,
+) -> StackedChart | None:
+    """One column per bucket (oldest left), a segment per state stacked from the bottom in
+    ``STACK_ORDER`` (states still in flight on top); None when no bucket has a run."""
+    top = max((sum(counts.values()) for _, counts in buckets), default=0)
+    if not top:
+        return None
+    slot = width / max(len(buckets), 1)
+    gap = min(AXIS_GAP, slot * 0.2)
+    segments = []
+    for index, (start, counts) in enumerate(buckets):
+        base = float(height)
+        ordered = [s for s in STACK_ORDER if s in counts] + sorted(set(counts) - set(STACK_ORDER))
+        for state in ordered:
+            part = counts[state] / top * (height - 2)
+            base -= part
+            segments.append(
+                Segment(
+                    x=round(index * slot + gap / 2, 2),
+                    y=round(base, 2),
+                    width=round(max(slot - gap, 0.5), 2),
+                    height=round(part, 2),
+                    state=state.lower(),
+                    count=counts[state],
+                    start=start,
+                )
+            )
+    return StackedChart(width, height, segments, top, len(buckets))

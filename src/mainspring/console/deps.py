@@ -87,6 +87,19 @@ async def checked_form(request: Request) -> FormData:
     return form
 
 
+def console_admin(reader: CurrentReader) -> Reader:
+    """An admin; operators and viewers are refused (403), whatever the page showed them."""
+    if not reader.principal.allows(Role.ADMIN):
+        message = reader.gettext("This needs the admin role; you are %(role)s.")
+        raise HTTPException(status_code=403, detail=message % {"role": reader.principal.role})
+    return reader
+
+
+def released_admin(reader: Annotated[Reader, Depends(console_admin)], db: Db) -> Reader:
+    db.commit()
+    return reader
+
+
 def released_operator(reader: Annotated[Reader, Depends(console_operator)], db: Db) -> Reader:
     db.commit()
     return reader
@@ -94,6 +107,8 @@ def released_operator(reader: Annotated[Reader, Depends(console_operator)], db: 
 
 Operator = Annotated[Reader, Depends(console_operator)]
 ReleasedOperator = Annotated[Reader, Depends(released_operator)]
+Admin = Annotated[Reader, Depends(console_admin)]
+ReleasedAdmin = Annotated[Reader, Depends(released_admin)]
 CheckedForm = Annotated[FormData, Depends(checked_form)]
 
 

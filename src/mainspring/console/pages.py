@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from mainspring.api.auth import safe_next
 from mainspring.api.deps import Db
-from mainspring.console import job_form, jobs, runs
+from mainspring.console import audit, dashboard, job_form, jobs, queues, runs, workers
 from mainspring.console.deps import CheckedForm, CurrentReader, form_text
 from mainspring.console.i18n import LANGUAGES, match_language
 from mainspring.errors import ValidationError
@@ -21,6 +21,10 @@ router = APIRouter(include_in_schema=False)
 router.include_router(job_form.router)  # before ``jobs``: /jobs/new is not a job id
 router.include_router(jobs.router)
 router.include_router(runs.router)
+router.include_router(dashboard.router)
+router.include_router(workers.router)
+router.include_router(queues.router)
+router.include_router(audit.router)
 
 
 @router.get("/")
