@@ -66,7 +66,7 @@ def system(tmp_path: Path) -> Iterator[str]:
 
 
 def log_in(page: Any, base: str, username: str, password: str) -> None:
-    page.goto(base + "/login")
+    page.goto(base + "/login?next=/jobs")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")

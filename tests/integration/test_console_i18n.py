@@ -74,7 +74,7 @@ def test_the_switcher_saves_the_language_and_goes_back(ctx: AppContext, console:
         }
     form = {"language": "en", "next": "https://evil.example/", "csrf_token": token}
     back = client.post("/preferences/language", data=form, follow_redirects=False)
-    assert back.headers["location"] == "/jobs"
+    assert back.headers["location"] == "/dashboard"
     assert "<h1>Runs</h1>" in client.get("/runs").text
 
 

@@ -91,16 +91,16 @@ def test_anonymous_page_redirects_to_login_with_next(client: TestClient) -> None
     assert client.get("/jobs", follow_redirects=False).headers["location"] == "/login?next=/jobs"
 
 
-def test_root_goes_to_jobs(client: TestClient) -> None:
+def test_root_goes_to_the_dashboard(client: TestClient) -> None:
     response = client.get("/", follow_redirects=False)
     assert response.status_code == 303
-    assert response.headers["location"] == "/jobs"
+    assert response.headers["location"] == "/dashboard"
 
 
-def test_login_with_csrf_then_jobs_page_lists_the_job(client: TestClient) -> None:
+def test_login_lands_on_the_dashboard_then_jobs_page_lists_the_job(client: TestClient) -> None:
     response = _login(client)
     assert response.status_code == 303
-    assert response.headers["location"] == "/jobs"
+    assert response.headers["location"] == "/dashboard"
     page = client.get("/jobs")
     assert page.status_code == 200
     assert "hourly sync" in page.text
@@ -137,7 +137,7 @@ def test_login_goes_to_a_relative_next_path(client: TestClient) -> None:
     "target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x"]
 )
 def test_login_never_redirects_off_site(client: TestClient, target: str) -> None:
-    assert _login(client, next_path=target).headers["location"] == "/jobs"
+    assert _login(client, next_path=target).headers["location"] == "/dashboard"
 
 
 def test_login_without_csrf_token_is_forbidden(client: TestClient) -> None:

@@ -226,7 +226,7 @@ def console_user(request: Request, db: Db, secret_key: SecretKey) -> Principal:
 ConsoleUser = Annotated[Principal, Depends(console_user)]
 
 
-def safe_next(raw: str | None, default: str = "/jobs") -> str:
+def safe_next(raw: str | None, default: str = "/dashboard") -> str:
     """``raw`` if it is a path on this site, else ``default``: no open redirects."""
     if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
         return default

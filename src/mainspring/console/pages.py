@@ -29,7 +29,7 @@ router.include_router(audit.router)
 
 @router.get("/")
 def index() -> RedirectResponse:
-    return RedirectResponse("/jobs", status_code=303)
+    return RedirectResponse("/dashboard", status_code=303)
 
 
 @router.post("/preferences/language")
@@ -44,4 +44,4 @@ def set_language(
     stored = LANGUAGES[code][0] if code else None
     user = get_user(db, reader.principal.user_id)
     update_user(db, user, UserUpdate(language=stored), reader.actor)
-    return RedirectResponse(safe_next(form_text(form, "next"), "/jobs"), status_code=303)
+    return RedirectResponse(safe_next(form_text(form, "next")), status_code=303)
