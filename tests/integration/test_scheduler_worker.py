@@ -28,7 +28,7 @@ from mainspring.worker.task import RETRY_HEADER
 from tests.conftest import WorkerPool
 from tests.helpers import poll
 
-pytestmark = [pytest.mark.serial, pytest.mark.celery, pytest.mark.redis]
+pytestmark = [pytest.mark.celery, pytest.mark.redis]
 
 TASKS = "tests.worker_tasks.reliability"
 
