@@ -53,12 +53,12 @@ def test_relative_next_paths_are_kept(path: str) -> None:
     ],
 )
 def test_anything_else_falls_back_to_the_default(target: str | None) -> None:
-    assert safe_next(target) == "/jobs"
+    assert safe_next(target) == "/dashboard"
 
 
 def test_login_url_quotes_the_next_path() -> None:
     assert login_url("/runs?state=FAILURE") == "/login?next=/runs%3Fstate%3DFAILURE"
-    assert login_url("https://evil.example") == "/login?next=/jobs"
+    assert login_url("https://evil.example") == "/login?next=/dashboard"
 
 
 def _b64(text: str) -> str:
