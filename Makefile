@@ -17,9 +17,13 @@ run: install
 	$(BIN)/mainspring up
 
 # Most tests run in 3 processes (each file in one); timing-sensitive ones run alone after.
+# test_scheduler_worker.py runs in a process of its own: after other scheduler tests in one
+# process a Redis connection in it answers PING wrongly (not understood yet; see the notes).
+ISOLATED := tests/integration/test_scheduler_worker.py
 test: install
-	$(BIN)/pytest -n 3 --dist loadfile -m "not (serial or e2e or browser)"
-	$(BIN)/pytest -m "serial or e2e or browser"
+	$(BIN)/pytest -n 3 --dist loadfile -m "not (serial or e2e or browser)" --ignore=$(ISOLATED)
+	$(BIN)/pytest -m "serial or e2e or browser" --ignore=$(ISOLATED)
+	$(BIN)/pytest $(ISOLATED)
 
 lint: install
 	$(BIN)/ruff check src tests
