@@ -17,33 +17,27 @@ from mainspring.alerts import store
 from mainspring.alerts.config import ChannelKind, RuleKind
 from mainspring.alerts.delivery import COMMANDS_OFF, send_test
 from mainspring.api.audit import AuditActor
-from mainspring.api.auth import CurrentUser, require_role
+from mainspring.api.auth import Admin, CurrentUser, Operator
 from mainspring.api.celery_dep import Ctx, ReleasedAdmin
 from mainspring.api.deps import Db, get_settings
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
-from mainspring.core.states import Role
+from mainspring.api.schemas import API_ERRORS, ErrorOut
 from mainspring.db.models import Alert, AlertChannel, AlertDelivery, AlertRule
 from mainspring.errors import ValidationError
 from mainspring.services.audit import record_as
-from mainspring.services.auth import Principal
 from mainspring.settings import Settings
 
 router = APIRouter(
     prefix="/alerts",
     tags=["alerts"],
     responses={
-        400: {"model": ErrorOut},
-        401: {"model": ErrorOut},
+        **API_ERRORS,
         403: {"model": ErrorOut},
         404: {"model": ErrorOut},
         409: {"model": ErrorOut},
-        422: {"model": RequestErrorOut},
     },
 )
 
-Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 ServerSettings = Annotated[Settings, Depends(get_settings)]
-Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 ObjectId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Name = Annotated[str, Field(min_length=1, max_length=150, pattern=r"^[^\x00-\x1f\x7f]+$")]
 

@@ -214,6 +214,11 @@ def require_role(minimum: Role) -> Callable[[Principal], Principal]:
     return check
 
 
+# The callers a route needs, by lowest role (reads use ``CurrentUser``).
+Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+
+
 def console_user(request: Request, db: Db, secret_key: SecretKey) -> Principal:
     """The logged-in console user; anyone else is redirected to the login page."""
     principal = session_principal(request, db, secret_key)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from mainspring.api.audit import AuditActor
-from mainspring.api.auth import current_user, require_role
+from mainspring.api.auth import Operator, current_user
 from mainspring.api.deps import Db, get_settings
 from mainspring.api.job_schemas import (
     NO_CONTROL,
@@ -34,11 +34,9 @@ from mainspring.api.job_schemas import (
     RunNowOut,
 )
 from mainspring.api.schemas import API_ERRORS, ErrorOut, RunOut, RunPage
-from mainspring.core.states import Role
 from mainspring.core.triggers import zone
 from mainspring.errors import ValidationError
 from mainspring.services import jobs as job_service
-from mainspring.services.auth import Principal
 from mainspring.services.job_preview import preview_fires
 from mainspring.services.job_queries import JobFilter, StaleVersionError, lock_job
 from mainspring.services.runs import RunCursor, RunFilter, list_runs
@@ -52,7 +50,6 @@ router = APIRouter(
     responses=API_ERRORS,
 )
 
-Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 ServerSettings = Annotated[Settings, Depends(get_settings)]
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 JobNamePath = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_CONTROL)]

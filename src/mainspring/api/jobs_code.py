@@ -17,13 +17,11 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mainspring.api.audit import AuditActor
-from mainspring.api.auth import current_user, require_role
+from mainspring.api.auth import Operator, current_user
 from mainspring.api.deps import Db, get_settings
 from mainspring.api.job_schemas import NO_CONTROL, JobOut
 from mainspring.api.schemas import API_ERRORS, ErrorOut
-from mainspring.core.states import Role
 from mainspring.services import job_versions, jobs_code
-from mainspring.services.auth import Principal
 from mainspring.services.job_queries import get_job, lock_job
 from mainspring.services.jobs_document import (
     Selector,
@@ -40,7 +38,6 @@ router = APIRouter(
     responses=API_ERRORS,
 )
 
-Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 ServerSettings = Annotated[Settings, Depends(get_settings)]
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 VersionNo = Annotated[int, Path(ge=1, le=2**31 - 1)]

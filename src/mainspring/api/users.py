@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from mainspring.api.audit import AuditActor
-from mainspring.api.auth import CurrentUser, login_limiter, require_role, too_many_attempts
+from mainspring.api.auth import Admin, CurrentUser, login_limiter, too_many_attempts
 from mainspring.api.deps import Db
 from mainspring.api.schemas import (
     API_ERRORS,
@@ -23,9 +23,7 @@ from mainspring.api.schemas import (
     UserOut,
     UserPatch,
 )
-from mainspring.core.states import Role
 from mainspring.services import users as user_service
-from mainspring.services.auth import Principal
 from mainspring.services.ratelimit import TooManyAttempts
 from mainspring.services.users import Keep, UserUpdate
 
@@ -35,7 +33,6 @@ router = APIRouter(
     responses=API_ERRORS,
 )
 
-Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Responses = dict[int | str, dict[str, Any]]
 _ADMIN_ONLY: Responses = {403: {"model": ErrorOut}}

@@ -11,31 +11,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mainspring.api.audit import AuditActor
-from mainspring.api.auth import CurrentUser, require_role
+from mainspring.api.auth import CurrentUser, Operator
 from mainspring.api.celery_dep import CeleryApp, Ctx, ReleasedOperator
 from mainspring.api.deps import Db
-from mainspring.api.schemas import ErrorOut, RequestErrorOut
-from mainspring.core.states import Role
+from mainspring.api.schemas import API_ERRORS, ErrorOut
 from mainspring.db.models import JobDependency
 from mainspring.services import dependencies as dep_service
 from mainspring.services import workflows as wf_service
 from mainspring.services.audit import record_as
-from mainspring.services.auth import Principal
 from mainspring.workflows.progress import NodeView
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut},
-    401: {"model": ErrorOut},
+    **API_ERRORS,
     403: {"model": ErrorOut},
     404: {"model": ErrorOut},
     409: {"model": ErrorOut},
-    422: {"model": RequestErrorOut},
 }
-Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 RunId = Annotated[str, Path(min_length=1, max_length=100)]
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
