@@ -6,6 +6,7 @@ traceback appears only with ``--debug``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -33,7 +34,41 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Subcommands are imported when used: ``mainspring scheduler`` should not pay for importing
+# the web app, the importers and Argon2 (click's documented lazy-group pattern).
+_COMMANDS = {
+    "up": "up:up",
+    "web": "roles:web",
+    "scheduler": "roles:scheduler",
+    "recorder": "roles:recorder",
+    "worker": "roles:worker",
+    "db": "db:db",
+    "jobs": "jobs:jobs",
+    "runs": "runs:runs",
+    "users": "users:users",
+    "tokens": "tokens:tokens",
+    "import": "importing:import_",
+    "export": "importing:export",
+    "apply": "importing:apply",
+    "status": "status:status",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(f"mainspring.cli.{module}"), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     type=click.Path(path_type=Path),
@@ -51,30 +86,6 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.DEBUG if debug else logging.WARNING)
-
-
-def _register() -> None:
-    from mainspring.cli import db, importing, jobs, roles, runs, tokens, up, users
-
-    cli.add_command(up.up)
-    cli.add_command(roles.web)
-    cli.add_command(roles.scheduler)
-    cli.add_command(roles.recorder)
-    cli.add_command(roles.worker)
-    cli.add_command(db.db)
-    cli.add_command(jobs.jobs)
-    cli.add_command(runs.runs)
-    cli.add_command(users.users)
-    cli.add_command(tokens.tokens)
-    cli.add_command(importing.import_)
-    cli.add_command(importing.export)
-    cli.add_command(importing.apply)
-    from mainspring.cli.status import status
-
-    cli.add_command(status)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,16 +19,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from mainspring.core.states import FINAL_STATES, OverlapPolicy, RunState
 from mainspring.db.models import Job, Run
 from mainspring.scheduler.firing import (
+    DUE_JOB_COLUMNS,
     LEASE,
     ActiveRun,
     BroadcastPlan,
+    DueJob,
     DueRun,
+    RunRow,
     due_run_of,
     fire_job,
 )
@@ -55,33 +58,71 @@ def claim_due_jobs(
     """Create the runs of every fire due by ``horizon`` for up to ``limit`` jobs, advance them.
     ``live`` (worker → queues it consumes) plans broadcast jobs' fires."""
     stmt = (
-        select(Job)
+        select(*DUE_JOB_COLUMNS)
         .where(Job.enabled.is_(True), Job.next_fire_at <= horizon)
         .order_by(Job.next_fire_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    jobs = list(session.scalars(stmt))
+    _prefer_due_index(session)
+    jobs = [DueJob(*row) for row in session.execute(stmt)]
     active = _active_runs(session, [j.id for j in jobs if j.overlap_policy != OverlapPolicy.ALLOW])
     claim = Claim(full=len(jobs) == limit)
-    rows: list[Run] = []
+    rows: list[RunRow] = []
+    advances = []
     for job in jobs:
-        plan = _broadcast_plan(session, job, live or {}) if job.broadcast else None
+        plan = _broadcast_plan(session, job.queue, live or {}) if job.broadcast else None
         outcome = fire_job(job, horizon, now, holder, active.get(job.id, []), plan)
         rows += outcome.rows
+        advances.append(outcome.advance)
         claim.runs += outcome.publish
         claim.revoke += outcome.revoke
-    session.add_all(rows)
+    _store(session, rows, advances)
     if claim.revoke:
         _mark_replaced(session, claim.revoke, now)
-    session.flush()
     return claim
 
 
-def _broadcast_plan(session: Session, job: Job, live: dict[str, set[str]]) -> BroadcastPlan:
+def _prefer_due_index(session: Session) -> None:
+    """Walk ``ix_jobs_due`` in order on PostgreSQL, whatever the statistics say. Right after
+    many jobs were created or advanced, the planner underestimates the due rows and picks a
+    bitmap scan that sorts every due job for each batch of ``limit``: a 100,000-job burst
+    then costs O(N²) (110 ms a batch at 60,000 due, against 6 ms on the index)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_INDEX_ONLY)
+
+
+_INDEX_ONLY = text(
+    "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)"
+)
+
+
+def _store(session: Session, rows: list[RunRow], advances: list[dict[str, object]]) -> None:
+    """Insert the runs and advance the jobs, each as one executemany (batched by the driver)."""
+    connection = session.connection()
+    if rows:
+        connection.execute(insert(_RUNS), rows)
+    if advances:
+        connection.execute(_ADVANCE, advances)
+
+
+_RUNS = cast(Table, Run.__table__)
+_JOBS = cast(Table, Job.__table__)
+_ADVANCE = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("b_id"))
+    .values(
+        fire_count=bindparam("b_count"),
+        last_fire_at=bindparam("b_last"),
+        next_fire_at=bindparam("b_next"),
+    )
+)
+
+
+def _broadcast_plan(session: Session, queue: str, live: dict[str, set[str]]) -> BroadcastPlan:
     from mainspring.services.tasks import broadcast_plan
 
-    return BroadcastPlan(*broadcast_plan(session, job.queue, live))
+    return BroadcastPlan(*broadcast_plan(session, queue, live))
 
 
 def broadcast_due(session: Session, horizon: datetime) -> bool:

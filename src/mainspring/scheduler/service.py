@@ -44,8 +44,10 @@ from mainspring.services.clock import Clock, SystemClock
 logger = logging.getLogger("mainspring.scheduler")
 
 LEAD = timedelta(seconds=1)  # claim (and build messages) this far ahead of the due instant
-BURST_WINDOW = timedelta(seconds=60)  # ... up to this far when a burst is coming
-CLAIM_RATE = 2000.0  # fires claimed per second on a small machine (bench/scheduler_burst.py)
+BURST_WINDOW = timedelta(seconds=120)  # ... up to this far when a burst is coming
+CLAIM_RATE = 1000.0  # fires claimed (and built) per second, until this process has measured it
+_RATE_SAMPLE = 200  # a claim of at least this many fires updates the measured rate
+_RATE_MARGIN = 1.5  # claim a burst this much earlier than the measured rate says is needed
 SYNC_WINDOW = timedelta(milliseconds=300)  # ``tick`` publishes what is due this soon
 _SPIN = 0.002  # the last stretch before an instant is slept precisely, not on a condition
 _MARK_EVERY = 0.05  # the claiming thread records sent runs at least this often (seconds)
@@ -92,6 +94,7 @@ class Scheduler:
         self.wake = threading.Event()
         self._sending = threading.Event()  # the publishing thread is sending a burst
         self.lateness_ms: list[float] = []  # of the fires this process published, bounded
+        self.claim_rate = CLAIM_RATE  # fires per second, a moving average of large claims
 
     # --- two threads --------------------------------------------------------------------
 
@@ -233,13 +236,16 @@ class Scheduler:
         with self._ctx.session() as session:
             release_waiting(session, now)
             self._enqueue(claim_held_runs(session, horizon, now, self.holder))
+        started, claimed = time.monotonic(), 0
         while True:
             with self._ctx.session() as session:
                 claim = claim_due_jobs(session, horizon, now, self.holder, live=live)
             self._enqueue(claim.runs)  # the publisher may start on a burst's first batches
+            claimed += len(claim.runs)
             revoke += claim.revoke
             if not claim.full:
                 break
+        self._measure(claimed, time.monotonic() - started)
         self._revoke(revoke)
         with self._ctx.session() as session:
             upcoming = next_due_at(session)
@@ -248,11 +254,18 @@ class Scheduler:
 
     def _lead_for(self, now: datetime) -> timedelta:
         """How far ahead to claim: the usual lead, or longer when so many jobs fall due soon
-        that claiming them (~2,000/s) would otherwise run past their instant."""
+        that claiming them at this process's measured rate would run past their instant."""
         with self._ctx.session() as session:
             soon = count_due(session, now + BURST_WINDOW)
-        needed = timedelta(seconds=soon / CLAIM_RATE)
+        needed = timedelta(seconds=soon * _RATE_MARGIN / self.claim_rate)
         return max(self._lead, min(BURST_WINDOW, needed))
+
+    def _measure(self, claimed: int, seconds: float) -> None:
+        """Fold a large claim's rate (claim, insert, build messages) into ``claim_rate``: it
+        differs tenfold between a busy 2-core box and a server, so a constant would either
+        start bursts late or hold them in memory for no reason."""
+        if claimed >= _RATE_SAMPLE and seconds > 0:
+            self.claim_rate = 0.5 * self.claim_rate + 0.5 * claimed / seconds
 
     def _claim_delay(self) -> float:
         if self._next_claim is None:

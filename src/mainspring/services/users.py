@@ -9,6 +9,7 @@ so two admins demoting each other at once cannot both succeed.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Sequence
@@ -30,8 +31,14 @@ from mainspring.services.clock import utcnow
 from mainspring.services.ratelimit import LoginKey, LoginRateLimiter
 
 _hasher = PasswordHasher()
-# Verifying against this keeps the time of a login with an unknown user like a known one.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users (same cost, no timing oracle); made on
+    first use, not at import: every CLI command and process imports this module."""
+    return _hasher.hash("not-a-real-password")
+
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1000  # Argon2 takes any length; this only bounds the work per request
@@ -165,7 +172,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     user = None
     if _USERNAME.fullmatch(username):
         user = session.scalar(select(User).where(User.username == username))
-    stored = user.password_hash if user is not None else _DUMMY_HASH
+    stored = user.password_hash if user is not None else _dummy_hash()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
