@@ -1,40 +1,27 @@
 """``mainspring import celery-beat``: from a Celery app's ``beat_schedule`` (``--app``) and from
 a django-celery-beat database (``--django-db``) on SQLite and PostgreSQL.
 
-The django-celery-beat tables are created here from its documented model fields (PeriodicTask
-with IntervalSchedule, CrontabSchedule, ClockedSchedule and SolarSchedule), with rows as the
-Django admin writes them: JSON text in ``args``/``kwargs``/``headers``, naive UTC date-times.
+The django-celery-beat database is made by django-celery-beat itself, in a process of its own
+(``tests.django_beat_fixture``): Django's migrate for ``django_celery_beat`` on a throwaway
+SQLite file or PostgreSQL database, then PeriodicTask, IntervalSchedule, CrontabSchedule,
+ClockedSchedule and SolarSchedule rows stored through its models.
 """
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-)
 from sqlalchemy import select as sa_select
 
 from mainspring.context import AppContext
-from mainspring.db.engine import normalize_url
 from mainspring.db.models import Job
+from tests.conftest import REPO_ROOT
 from tests.integration.test_jobs_code import cli as cli  # the CLI fixture
 
 APP_MODULE = """
@@ -116,98 +103,25 @@ def test_bad_sources_are_one_line(cli: Any, args: list[str], error: str) -> None
 # --- django-celery-beat -------------------------------------------------------------------
 
 
-def _django_tables(meta: MetaData) -> dict[str, Table]:
-    """django-celery-beat's tables, from the model fields its documentation lists."""
-    p = "django_celery_beat_"
-    interval = Table(f"{p}intervalschedule", meta,
-        Column("id", Integer, primary_key=True), Column("every", Integer, nullable=False),
-        Column("period", String(24), nullable=False))  # fmt: skip
-    crontab = Table(f"{p}crontabschedule", meta,
-        Column("id", Integer, primary_key=True), Column("minute", String(240)),
-        Column("hour", String(96)), Column("day_of_week", String(64)),
-        Column("day_of_month", String(124)), Column("month_of_year", String(64)),
-        Column("timezone", String(63)))  # fmt: skip
-    clocked = Table(f"{p}clockedschedule", meta,
-        Column("id", Integer, primary_key=True), Column("clocked_time", DateTime))  # fmt: skip
-    solar = Table(f"{p}solarschedule", meta,
-        Column("id", Integer, primary_key=True), Column("event", String(24)),
-        Column("latitude", Float), Column("longitude", Float))  # fmt: skip
-    task = Table(f"{p}periodictask", meta,
-        Column("id", Integer, primary_key=True), Column("name", String(200), unique=True),
-        Column("task", String(200)),
-        Column("interval_id", ForeignKey(interval.c.id), nullable=True),
-        Column("crontab_id", ForeignKey(crontab.c.id), nullable=True),
-        Column("solar_id", ForeignKey(solar.c.id), nullable=True),
-        Column("clocked_id", ForeignKey(clocked.c.id), nullable=True),
-        Column("args", Text), Column("kwargs", Text), Column("queue", String(200)),
-        Column("exchange", String(200)), Column("routing_key", String(200)),
-        Column("headers", Text), Column("priority", Integer), Column("expires", DateTime),
-        Column("expire_seconds", Integer), Column("one_off", Boolean),
-        Column("start_time", DateTime), Column("enabled", Boolean),
-        Column("last_run_at", DateTime), Column("total_run_count", BigInteger),
-        Column("date_changed", DateTime), Column("description", Text))  # fmt: skip
-    return {"interval": interval, "crontab": crontab, "clocked": clocked, "solar": solar,
-            "task": task}  # fmt: skip
-
-
-def _task(name: str, task: str, **values: Any) -> dict[str, Any]:
-    row = {
-        "name": name, "task": task, "interval_id": None, "crontab_id": None, "solar_id": None,
-        "clocked_id": None, "args": "[]", "kwargs": "{}", "queue": None, "exchange": None,
-        "routing_key": None, "headers": "{}", "priority": None, "expires": None,
-        "expire_seconds": None, "one_off": False, "start_time": None, "enabled": True,
-        "last_run_at": datetime(2026, 11, 20, 2, 0), "total_run_count": 12,
-        "date_changed": datetime(2026, 11, 1, 9, 30), "description": "",
-    }  # fmt: skip
-    return {**row, **values}
-
-
-def _fill(url: str) -> None:
-    engine = create_engine(normalize_url(url))
-    meta = MetaData()
-    t = _django_tables(meta)
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(t["interval"].insert(), [
-            {"id": 1, "every": 10, "period": "seconds"},
-            {"id": 2, "every": 2, "period": "hours"}])  # fmt: skip
-        conn.execute(t["crontab"].insert(), [
-            {"id": 1, "minute": "0", "hour": "4", "day_of_week": "*", "day_of_month": "*",
-             "month_of_year": "*", "timezone": "Asia/Shanghai"},
-            {"id": 2, "minute": "*/15", "hour": "9-17", "day_of_week": "mon-fri",
-             "day_of_month": "*", "month_of_year": "*", "timezone": "UTC"},
-            {"id": 3, "minute": "0", "hour": "9", "day_of_week": "1", "day_of_month": "1-7",
-             "month_of_year": "*", "timezone": "UTC"}])  # fmt: skip
-        conn.execute(t["clocked"].insert(), [{"id": 1, "clocked_time": datetime(2027, 1, 1, 0, 0)}])
-        conn.execute(t["solar"].insert(), [
-            {"id": 1, "event": "sunset", "latitude": 31.23, "longitude": 121.47}])  # fmt: skip
-        conn.execute(t["task"].insert(), [
-            _task("celery.backend_cleanup", "celery.backend_cleanup", crontab_id=1,
-                  expire_seconds=43200, description="Cleans up expired results"),
-            _task("send report", "reports.send", crontab_id=2, queue="reports",
-                  kwargs=json.dumps({"to": ["ops@example.com"], "format": "pdf"}),
-                  priority=5, routing_key="reports", expires=datetime(2027, 6, 30, 16, 0)),
-            _task("poll every 10 s", "feeds.poll", interval_id=1, args=json.dumps(["rss", 3]),
-                  start_time=datetime(2026, 12, 1, 0, 0), headers='{"x-trace": "1"}'),
-            _task("disabled sync", "sync.run", interval_id=2, enabled=False),
-            _task("new year", "greet.all", clocked_id=1, one_off=True),
-            _task("lights", "lights.on", solar_id=1),
-            _task("first monday", "meet.plan", crontab_id=3),
-            _task("broken args", "x.y", interval_id=1, args="[1, 2"),
-        ])  # fmt: skip
-    engine.dispose()
+def _fill(url: str, tmp_path: Path) -> None:
+    """Let django-celery-beat create its tables and rows (``tests.django_beat_fixture``)."""
+    log = tmp_path / "django.log"
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.django_beat_fixture", url],
+            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, log.read_text()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def django_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def django_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'django.sqlite3'}"
-        _fill(url)
-        yield url
-        return
-    url = request.getfixturevalue("postgres_url")
-    _fill(url)
-    yield url
+    else:
+        url = request.getfixturevalue("postgres_url")
+    _fill(url, tmp_path)
+    return url
 
 
 def test_a_django_celery_beat_database_imports_with_the_same_schedules(

@@ -37,7 +37,7 @@ class Flow:
     """Recorder (thread), scheduler (thread) and two worker processes loading the test tasks."""
 
     def __init__(self, system: RecordingSystem, pool: WorkerPool) -> None:
-        self.system, self.ctx, self.app = system, system.ctx, system.app
+        self.system, self.ctx, self.app, self.pool = system, system.ctx, system.app, pool
         system.start_recorder()
         for _ in range(2):
             pool.start(system.env, "-P", "threads", "-c", "4", "-I", TASKS, cwd=REPO_ROOT)

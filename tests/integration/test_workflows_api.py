@@ -5,7 +5,7 @@ refusals, dependencies with cycles refused and changes audited."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,13 @@ def web(ctx: AppContext, tokens: dict[Role, str], celery: Celery) -> Iterator[Te
 
 def _run(run_id: str, task: str, state: RunState, **fields: Any) -> Run:
     now = datetime.now(UTC)
+    fields.setdefault("options", {})
     return Run(
         id=run_id,
         task=task,
         state=state.value,
         trigger="api",
         attempt=0,
-        options={},
         created_at=now,
         updated_at=now,
         log_bytes=0,
@@ -214,3 +214,110 @@ def test_dependencies_are_added_listed_and_removed(
         actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.object_type == "job")))
     assert actions.count("add_dependency") == 2
     assert actions.count("remove_dependency") == 1
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_stop_records_unsent_steps_and_the_run_revoked(
+    web: TestClient, auth: Auth, ctx: AppContext, role: Role | None
+) -> None:
+    with ctx.session() as session:
+        session.add(_run("wf3", WORKFLOW_TASK, RunState.STARTED, kwargs={"definition": CHAIN}))
+        first = step_id("wf3", "flow.chain[0]")
+        session.add(_run(first, "tasks.add", RunState.SUCCESS, root_id="wf3", result=3))
+    r = web.post(f"{BASE}/runs/wf3/stop", json={}, headers=auth[role])
+    expected = WRITERS[role]
+    if expected is not True:
+        assert r.status_code == expected
+        return
+    assert r.status_code == 200, r.text
+    assert r.json() == {"run_id": "wf3", "state": "REVOKED", "running": 0, "pending": 1}
+    with ctx.session() as session:
+        second = session.get(Run, step_id("wf3", "flow.chain[1]"))
+        assert second is not None
+        assert (second.state, second.root_id, second.parent_id) == ("REVOKED", "wf3", "wf3")
+        actions = list(
+            session.scalars(select(AuditEntry.action).where(AuditEntry.object_id == "wf3"))
+        )
+    assert actions == ["terminate"]
+    tree = web.get(f"{BASE}/runs/wf3", headers=auth[role]).json()
+    assert (tree["state"], tree["tree"]["state"], tree["tree"]["done"]) == (
+        "REVOKED",
+        "FAILURE",
+        True,
+    )
+    again = web.post(f"{BASE}/runs/wf3/stop", headers=auth[role])
+    assert again.status_code == 409
+
+
+def test_terminating_a_workflow_run_stops_its_steps(
+    web: TestClient, auth: Auth, ctx: AppContext
+) -> None:
+    with ctx.session() as session:
+        session.add(_run("wf4", WORKFLOW_TASK, RunState.STARTED, kwargs={"definition": CHAIN}))
+    r = web.post("/api/v1/runs/wf4/terminate", headers=auth[Role.OPERATOR])
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "REVOKED"
+    with ctx.session() as session:
+        steps = [session.get(Run, step_id("wf4", p)) for p in ("flow.chain[0]", "flow.chain[1]")]
+        assert [s.state if s else None for s in steps] == ["REVOKED", "REVOKED"]
+
+
+def test_the_tree_gives_each_step_its_times_error_and_earlier_runs(
+    web: TestClient, auth: Auth, ctx: AppContext
+) -> None:
+    t0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    with ctx.session() as session:
+        session.add(_run("wf5", WORKFLOW_TASK, RunState.FAILURE, kwargs={"definition": CHAIN},
+                         options={"workflow_generations": {"flow.chain[1]": 1}},
+                         started_at=t0, exception_message="step flow.chain[1] failed"))  # fmt: skip
+        session.add(_run(step_id("wf5", "flow.chain[0]"), "tasks.add", RunState.SUCCESS,
+                         root_id="wf5", worker="w1@t", started_at=t0,
+                         finished_at=t0 + timedelta(seconds=1), runtime_ms=1000.0))  # fmt: skip
+        session.add(_run(step_id("wf5", "flow.chain[1]", 1), "tasks.mul", RunState.FAILURE,
+                         root_id="wf5", started_at=t0 + timedelta(seconds=2),
+                         finished_at=t0 + timedelta(seconds=5), runtime_ms=3000.0,
+                         exception_type="ValueError", exception_message="boom"))  # fmt: skip
+    body = web.get(f"{BASE}/runs/wf5", headers=auth[Role.VIEWER]).json()
+    assert (body["steps"], body["on_failure"], body["error"]) == (
+        2, "stop", "step flow.chain[1] failed"
+    )  # fmt: skip
+    tree = body["tree"]
+    assert (tree["done"], tree["runtime_ms"]) == (True, 5000.0)
+    first, second = tree["children"]
+    assert (first["worker"], first["runtime_ms"], first["retries"]) == ("w1@t", 1000.0, 0)
+    assert second["error"] == "ValueError: boom"
+    assert second["run_id"] == step_id("wf5", "flow.chain[1]", 1)
+    assert (second["retries"], second["previous_run_ids"]) == (
+        1, [step_id("wf5", "flow.chain[1]")]
+    )  # fmt: skip
+    schema = web.get("/api/v1/openapi.json").json()["components"]["schemas"]["NodeOut"]
+    assert {"state", "run_id", "runtime_ms", "retries", "children"} <= set(schema["properties"])
+    assert schema["properties"]["run_id"]["description"]
+
+
+def test_a_retry_the_broker_refuses_leaves_the_workflow_as_it_was(
+    ctx: AppContext, settings: Settings
+) -> None:
+    from mainspring.errors import ServiceUnavailableError
+    from mainspring.services.workflows import retry_step
+    from mainspring.worker.app import make_celery
+
+    with ctx.session() as session:
+        session.add(_run("wf6", WORKFLOW_TASK, RunState.FAILURE, kwargs={"definition": CHAIN},
+                         exception_message="step flow.chain[0] failed"))  # fmt: skip
+        session.add(_run(step_id("wf6", "flow.chain[0]"), "tasks.add", RunState.FAILURE,
+                         root_id="wf6"))  # fmt: skip
+    down = make_celery(settings.model_copy(update={"broker_url": "redis://127.0.0.1:9/0"}))
+    down.conf.task_publish_retry = False  # nothing listens there: fail at once
+    down.conf.result_backend_transport_options = {"retry_policy": {"max_retries": 0}}
+    try:
+        with pytest.raises(ServiceUnavailableError, match="cannot send the retried step"):
+            retry_step(ctx, down, "wf6", "flow.chain[0]")
+    finally:
+        down.close()
+    with ctx.session() as session:
+        run = session.get(Run, "wf6")
+        assert run is not None
+        assert (run.state, run.options, run.exception_message) == (
+            "FAILURE", {}, "step flow.chain[0] failed"
+        )  # fmt: skip

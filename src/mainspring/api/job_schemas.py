@@ -11,10 +11,19 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from mainspring.core.states import MisfirePolicy, OverlapPolicy
 from mainspring.worker.task import RetryPolicy
+from mainspring.workflows.definition import WORKFLOW_TASK
 
 MAX_INTERVAL_MS = 10 * 366 * 86_400_000  # ten years
 MAX_LOOKBACK_S = 10 * 366 * 86_400
@@ -122,11 +131,22 @@ class JobOptionsIn(_Strict):
 # --- requests ---------------------------------------------------------------------------
 
 
+WORKFLOW_FIELD = (
+    "a workflow definition (see /api/v1/workflows/validate): the job then runs it, stored as "
+    f"task {WORKFLOW_TASK} with kwargs {{definition: ...}}; leave task, args and kwargs out"
+)
+
+
 class JobFields(_Strict):
     """A job's definition without its name. Omitted fields take their defaults (a full
-    replace resets them too); ``timezone`` and ``queue`` default to the server's settings."""
+    replace resets them too); ``timezone`` and ``queue`` default to the server's settings.
+    A job runs either ``task`` or ``workflow``."""
 
-    task: TaskName
+    workflow: Kwargs | None = Field(default=None, description=WORKFLOW_FIELD)
+    # Checked even when left out, after ``workflow`` (declared before it): one of the two.
+    task: TaskName | None = Field(
+        default=None, validate_default=True, description="the task to run, unless workflow"
+    )
     trigger: TriggerIn
     timezone: ZoneName | None = None
     args: Args = Field(default_factory=list)
@@ -146,6 +166,15 @@ class JobFields(_Strict):
     misfire_grace_s: int = Field(default=60, ge=0, le=7 * 86_400)
     overlap_policy: OverlapPolicy = OverlapPolicy.ALLOW
     data_window: DataWindowIn | None = None
+
+    @field_validator("task", mode="after")
+    @classmethod
+    def _task_or_workflow(cls, task: str | None, info: ValidationInfo) -> str:
+        if task is not None:
+            return task
+        if info.data.get("workflow") is None:
+            raise ValueError("give the task to run, or a workflow")
+        return WORKFLOW_TASK
 
 
 class JobCreate(JobFields):
@@ -171,6 +200,7 @@ class JobPatch(_Strict):
     version: int = Field(ge=1, le=2**31 - 1)
     name: JobName | None = None
     task: TaskName | None = None
+    workflow: Kwargs | None = Field(default=None, description=WORKFLOW_FIELD)
     trigger: TriggerIn | None = None
     timezone: ZoneName | None = None
     args: Args | None = None

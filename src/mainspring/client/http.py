@@ -159,7 +159,7 @@ class Client:
     def upsert_job(
         self,
         name: str,
-        task: str,
+        task: str | None = None,
         *,
         cron: str | None = None,
         every_ms: int | None = None,
@@ -169,9 +169,11 @@ class Client:
         **fields: Any,
     ) -> tuple[Job, bool]:
         """Create or replace the job called ``name``; True when it was created. Other fields
-        (args, kwargs, queue, timezone, options, tags, policies…) as the API takes them."""
+        (args, kwargs, queue, timezone, options, tags, policies…) as the API takes them;
+        ``workflow={...}`` instead of ``task`` runs a workflow."""
         body = {"task": task, "trigger": trigger_from(cron, every_ms, at, manual, trigger)}
-        body.update({k: v for k, v in fields.items() if v is not None})
+        body.update(fields)
+        body = {k: v for k, v in body.items() if v is not None}
         response = self._request("PUT", f"/jobs/by-name/{_segment(name)}", json=_jsonable(body))
         return Job.of(response.json()), response.status_code == 201
 

@@ -102,7 +102,7 @@ class Mainspring:
     def upsert_job(
         self,
         name: str,
-        task: str,
+        task: str = "",
         *,
         cron: str | None = None,
         every_ms: int | None = None,
@@ -112,8 +112,9 @@ class Mainspring:
         **options: Any,
     ) -> JobInfo:
         """Create the job ``name`` or replace its definition. ``options`` are the other job
-        fields (args, kwargs, queue, timezone, policies, bounds, jitter_ms, data_window...);
-        an unknown one is a ValidationError naming it."""
+        fields (args, kwargs, queue, timezone, policies, bounds, jitter_ms, data_window...),
+        or ``workflow={...}`` instead of ``task`` to run a workflow (built with
+        ``mainspring.workflows.builder``); an unknown one is a ValidationError naming it."""
         unknown = sorted(set(options) - _SPEC_FIELDS)
         if unknown:
             raise ValidationError(

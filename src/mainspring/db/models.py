@@ -51,11 +51,11 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # What runs: a task name (registered or built-in); ``workflow`` holds a definition (M7).
+    # What runs: a task name (registered or built-in) and its arguments; a workflow (M7) is
+    # the task ``mainspring.workflow`` with ``kwargs={"definition": {...}}``.
     task: Mapped[str] = mapped_column(String(255), index=True)
     args: Mapped[list[Any]] = mapped_column(JSON, default=list)
     kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    workflow: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Where: a queue, optionally one worker, optionally every live worker of the queue.
     queue: Mapped[str] = mapped_column(String(200), default="default", index=True)
     target_worker: Mapped[str | None] = mapped_column(String(255), nullable=True)

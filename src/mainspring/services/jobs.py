@@ -81,6 +81,10 @@ class JobSpec:
     target_worker: str | None = None  # run on this worker only (its host queue)
     broadcast: bool = False  # one run per live worker of ``queue``
     options: dict[str, Any] = field(default_factory=dict)  # retry, limits, expires, priority
+    # A workflow definition (M7): the job then runs the built-in ``mainspring.workflow`` with
+    # ``kwargs={"definition": workflow}``, which is how it is stored (so ``definition()``
+    # never has this key); ``task`` may be left empty.
+    workflow: dict[str, Any] | None = None
 
 
 def validate_queue(queue: str, field_name: str = "queue") -> str:
@@ -97,8 +101,9 @@ def _whole(value: Any, name: str, low: int, high: int) -> int:
     return value
 
 
-def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
-    """Check every field, in the order a form shows them; return the parsed trigger and bounds."""
+def _validate(spec: JobSpec, session: Session | None = None) -> tuple[Trigger, Bounds]:
+    """Check every field, in the order a form shows them; return the parsed trigger and bounds.
+    With a ``session``, a workflow's steps must name tasks that workers registered."""
     if (
         not isinstance(spec.name, str)
         or not NAME_RE.match(spec.name)
@@ -107,7 +112,9 @@ def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
         raise ValidationError(
             "name", "1-200 characters: letters, digits, spaces and _ . - : (no edge spaces)"
         )
-    if not isinstance(spec.task, str) or not TASK_RE.match(spec.task):
+    if spec.task == "" and spec.workflow is None:
+        raise ValidationError("task", "give the task to run, or a workflow")
+    if spec.workflow is None and (not isinstance(spec.task, str) or not TASK_RE.match(spec.task)):
         raise ValidationError("task", f"{spec.task!r} is not a valid task name")
     _validate_text(spec)
     if not isinstance(spec.enabled, bool):
@@ -133,20 +140,49 @@ def _validate(spec: JobSpec) -> tuple[Trigger, Bounds]:
     parse_policy(spec.overlap_policy, OverlapPolicy, "overlap_policy")
     WindowSpec.parse(spec.data_window)
     _validate_routing(spec)
-    _validate_workflow(spec)
+    _validate_workflow(spec, session)
     return trigger, bounds
 
 
-def _validate_workflow(spec: JobSpec) -> None:
-    """A workflow job's definition is checked when it is saved, not when its run starts."""
+def _validate_workflow(spec: JobSpec, session: Session | None) -> None:
+    """A workflow job's definition is checked when it is saved, not when its run starts:
+    given as ``workflow``, or stored form (task ``mainspring.workflow`` with
+    ``kwargs.definition``); the job then has no other arguments."""
     from mainspring.workflows.definition import WORKFLOW_TASK, parse_workflow
 
-    if spec.task != WORKFLOW_TASK:
+    definition: Any
+    if spec.workflow is not None:
+        if spec.task not in ("", WORKFLOW_TASK):
+            raise ValidationError("task", f"leave task out (or give {WORKFLOW_TASK}) with workflow")
+        if spec.kwargs and spec.kwargs != {"definition": spec.workflow}:
+            raise ValidationError("kwargs", "a workflow job takes no kwargs; give them to steps")
+        definition, where = spec.workflow, "workflow"
+    elif spec.task == WORKFLOW_TASK:
+        extra = sorted(set(spec.kwargs) - {"definition"})
+        if extra:
+            message = "a workflow job's kwargs hold only its definition"
+            raise ValidationError(f"kwargs.{extra[0]}", message)
+        definition, where = spec.kwargs.get("definition"), "kwargs.definition"
+    else:
         return
+    if spec.args:
+        raise ValidationError("args", "a workflow job takes no args; give them to its steps")
+    from mainspring.services.workflows import allowed_tasks
+
     try:
-        parse_workflow(spec.kwargs.get("definition"))
+        parse_workflow(definition, allowed_tasks(session) if session is not None else None)
     except ValidationError as exc:
-        raise ValidationError(f"kwargs.definition.{exc.field}", exc.message) from None
+        field = where if exc.field == "definition" else f"{where}.{exc.field}"
+        raise ValidationError(field, exc.message) from None
+
+
+def _target(spec: JobSpec) -> tuple[str, list[Any], dict[str, Any]]:
+    """What the job runs, as stored: task, args, kwargs (a workflow in the kwargs)."""
+    from mainspring.workflows.definition import WORKFLOW_TASK
+
+    if spec.workflow is not None:
+        return WORKFLOW_TASK, [], {"definition": copy.deepcopy(spec.workflow)}
+    return spec.task, list(spec.args), dict(spec.kwargs)
 
 
 def _validate_text(spec: JobSpec) -> None:
@@ -211,9 +247,7 @@ def _apply(job: Job, spec: JobSpec, trigger: Trigger, bounds: Bounds) -> None:
     job.name = spec.name
     job.description = spec.description
     job.enabled = spec.enabled
-    job.task = spec.task
-    job.args = list(spec.args)
-    job.kwargs = dict(spec.kwargs)
+    job.task, job.args, job.kwargs = _target(spec)
     job.queue = spec.queue
     job.trigger_kind = trigger_kind(trigger).value
     job.trigger = trigger_to_spec(trigger)
@@ -233,7 +267,7 @@ def _apply(job: Job, spec: JobSpec, trigger: Trigger, bounds: Bounds) -> None:
 def definition(job: Job) -> dict[str, Any]:
     """The job's definition (the ``JobSpec`` fields) as JSON values: what audit diffs show
     and what a partial update starts from."""
-    values = {f.name: getattr(job, f.name) for f in fields(JobSpec)}
+    values = {f.name: getattr(job, f.name) for f in fields(JobSpec) if f.name != "workflow"}
     for key in ("start_at", "end_at"):
         values[key] = values[key].isoformat() if values[key] is not None else None
     return copy.deepcopy(values)  # detached from the ORM row's mutable JSON values
@@ -268,7 +302,7 @@ def create_job(
 ) -> Job:
     """Validate and store a new job with its first fire time computed; a name already taken
     (even by a concurrent creation) is a ConflictError."""
-    trigger, bounds = _validate(spec)
+    trigger, bounds = _validate(spec, session)
     if session.scalar(select(Job.id).where(Job.name == spec.name)) is not None:
         raise ConflictError(f"a job named {spec.name!r} already exists")
     now = utcnow()
@@ -287,7 +321,7 @@ def create_job(
 def update_job(session: Session, job: Job, spec: JobSpec, *, audit: Actor | None = None) -> Job:
     """Replace a job's definition; a fire already claimed is cancelled, the next one follows
     the new definition. Load ``job`` with ``lock_job`` when edits may race."""
-    trigger, bounds = _validate(spec)
+    trigger, bounds = _validate(spec, session)
     if spec.name != job.name and session.scalar(select(Job.id).where(Job.name == spec.name)):
         raise ConflictError(f"a job named {spec.name!r} already exists")
     before = _snapshot(job)
@@ -315,6 +349,8 @@ def patch_job(
             raise ValidationError(key, "is not a job field")
         if value is None and key not in NULLABLE:
             raise ValidationError(key, "cannot be null; leave it out to keep it")
+    if changes.get("workflow") is not None:  # the job now runs this workflow
+        changes = {"task": "", "args": [], "kwargs": {}, **changes}
     return update_job(session, job, replace(JobSpec(**definition(job)), **changes), audit=audit)
 
 

@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from mainspring.core.states import MisfirePolicy, OverlapPolicy
@@ -104,11 +112,16 @@ class JobOptions(_Strict):
 
 class JobEntry(_Strict):
     """One job. Left out: ``timezone`` and ``queue`` take the server's defaults, the rest the
-    defaults of a new job."""
+    defaults of a new job. A job runs ``task`` or, instead, a ``workflow``."""
 
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
-    task: str = Field(min_length=1, max_length=255)
+    workflow: Annotated[dict[str, Any], AfterValidator(_finite)] | None = Field(
+        default=None,
+        description="a workflow definition (docs/workflows.md); leave task, args, kwargs out",
+    )
+    # Checked even when left out, after ``workflow`` (declared before it): one of the two.
+    task: str | None = Field(default=None, min_length=1, max_length=255, validate_default=True)
     trigger: Annotated[
         CronTrigger | IntervalTrigger | OnceTrigger | ManualTrigger, Field(discriminator="kind")
     ]
@@ -129,6 +142,15 @@ class JobEntry(_Strict):
     misfire_grace_s: int = Field(default=60, ge=0)
     overlap_policy: OverlapPolicy = OverlapPolicy.ALLOW
     data_window: DataWindow | None = None
+
+    @field_validator("task", mode="after")
+    @classmethod
+    def _task_or_workflow(cls, task: str | None, info: ValidationInfo) -> str:
+        if task is not None:
+            return task
+        if info.data.get("workflow") is None:
+            raise ValueError("give the task to run, or a workflow")
+        return "mainspring.workflow"
 
 
 class Selector(_Strict):

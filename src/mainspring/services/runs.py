@@ -26,6 +26,7 @@ from mainspring.services.audit import Actor, record_as
 from mainspring.services.delayed import cancel_run
 from mainspring.services.tasks import Submission, Submitted, TaskOptions, revoke_run, submit
 from mainspring.worker.routing import HOST_QUEUE_PREFIX
+from mainspring.workflows.definition import WORKFLOW_TASK
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,8 @@ def revoke(ctx: AppContext, app: Any, actor: Actor, run_id: str) -> RunAction:
     state = RunState(run.state)
     if state.is_final:
         raise ConflictError(f"run {run_id} is already {state.value}; there is nothing to revoke")
+    if run.task == WORKFLOW_TASK:  # its steps too (M7)
+        return _stop_workflow(ctx, app, actor, run, "revoke", None)
     if state is RunState.STARTED:
         raise ConflictError(
             f"run {run_id} is running; terminate it instead (POST /api/v1/runs/{run_id}/terminate)"
@@ -209,7 +212,22 @@ def terminate(
     state = RunState(run.state)
     if state.is_final:
         raise ConflictError(f"run {run_id} is already {state.value}; there is nothing to stop")
+    if run.task == WORKFLOW_TASK:  # its steps too (M7)
+        return _stop_workflow(ctx, app, actor, run, "terminate", signal)
     return _cancel(ctx, app, actor, run, children, "terminate", signal)
+
+
+def _stop_workflow(
+    ctx: AppContext, app: Any, actor: Actor, run: Run, action: str, signal: str | None
+) -> RunAction:
+    from mainspring.services.workflows import stop_workflow
+
+    done = stop_workflow(ctx, app, actor, run.id, signal is not None, signal or "SIGTERM")
+    detail = f"workflow stopped: {done.running} unfinished steps revoked"
+    if signal is not None:
+        detail += f" ({signal} to those running)"
+    detail += f", {done.pending} not sent yet recorded REVOKED"
+    return RunAction(run.id, action, done.state, detail, done.running + done.pending)
 
 
 def _cancel(

@@ -1,5 +1,5 @@
 """Workflow runs: submit one now, read it as a tree of steps, roll its steps up into it,
-retry a failed step and resume.
+retry a failed step and resume, stop one.
 
 A workflow run is a run of the built-in task ``mainspring.workflow`` whose kwargs hold the
 definition (``{"definition": {...}}``); so it is submitted, scheduled, listed, alerted on and
@@ -10,31 +10,33 @@ from theirs (``roll_up``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mainspring.context import AppContext
 from mainspring.core.states import RunState, TriggerSource
 from mainspring.db.models import Job, Run
-from mainspring.errors import ConflictError, NotFoundError, ValidationError
+from mainspring.errors import (
+    ConflictError,
+    NotFoundError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from mainspring.services.audit import Actor, record_as
 from mainspring.services.clock import utcnow
+from mainspring.services.delayed import cancel_run
 from mainspring.services.tasks import Submission, submit
 from mainspring.services.workers import known_tasks
 from mainspring.worker.schemas import BUILTIN_PARAMS
-from mainspring.workflows.compile import step_ids, step_signature
-from mainspring.workflows.definition import (
-    WORKFLOW_TASK,
-    Chain,
-    Node,
-    Step,
-    Workflow,
-    parse_workflow,
-)
-from mainspring.workflows.progress import NodeView, failure_summary, final_result, view
+from mainspring.workflows.compile import step_ids
+from mainspring.workflows.definition import WORKFLOW_TASK, FailurePolicy, Workflow, parse_workflow
+from mainspring.workflows.progress import NodeView, failure_summary, final_result, steps_of, view
 
 logger = logging.getLogger("mainspring.services.workflows")
 
@@ -96,9 +98,10 @@ def _load(session: Session, run: Run) -> WorkflowRun:
         workflow = parse_workflow(definition)
     except ValidationError as exc:
         raise ConflictError(f"run {run.id} holds an invalid workflow: {exc}") from None
-    ids = step_ids(workflow, run.id, generations(run))
+    gens = generations(run)
+    ids = step_ids(workflow, run.id, gens)
     runs = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(list(ids.values()))))}
-    return WorkflowRun(run, workflow, view(workflow.flow, ids, runs))
+    return WorkflowRun(run, workflow, view(workflow.flow, ids, runs, gens))
 
 
 def generations(run: Run) -> dict[str, int]:
@@ -123,7 +126,7 @@ def roll_up(session: Session, run: Run) -> bool:
             run.state, run.finished_at = RunState.STARTED.value, None
         return False
     now = utcnow()
-    ends = [s.run.finished_at for s in _step_views(tree) if s.run and s.run.finished_at]
+    ends = [s.run.finished_at for s in steps_of(tree) if s.run and s.run.finished_at]
     run.finished_at = max(ends, default=now)
     if run.started_at:
         run.runtime_ms = (run.finished_at - run.started_at).total_seconds() * 1000
@@ -138,54 +141,77 @@ def roll_up(session: Session, run: Run) -> bool:
     return True
 
 
-def _step_views(tree: NodeView) -> list[NodeView]:
-    if tree.kind == "step":
-        return [tree]
-    return [s for child in tree.children for s in _step_views(child)]
-
-
 # --- retry a failed step and resume --------------------------------------------------------
 
 
 def retry_step(ctx: AppContext, app: Any, run_id: str, path: str) -> str:
-    """Run the failed step at ``path`` again (with the arguments it had) and then the rest of
-    every chain around it; the workflow run is unfinished again until they end. Only steps
-    whose enclosing nodes are all chains can be resumed so. Returns the new step run id."""
+    """Run the failed step at ``path`` again, with the input it had, and resume the workflow
+    from there (``workflows.resume``): in a chain, the steps after it; in a group or chord
+    header, what follows the group once every member has succeeded, with all the members'
+    results. The workflow run is unfinished again until they end. Returns the new step run
+    id."""
+    from mainspring.workflows.resume import plan, to_canvas
+
     with ctx.session() as session:
         loaded = load(session, run_id)
-        step, following = _chain_position(loaded.workflow.flow, path)
         node = _find(loaded.tree, path)
-        if node is None or node.run is None or not node.failed:
+        if node is None:
+            raise NotFoundError(f"the workflow has no step {path!r}")
+        if node.run is None or not node.failed:
             raise ConflictError(f"step {path} has not failed; only a failed step is retried")
         if not loaded.tree.done:
             raise ConflictError("the workflow is still running; retry once it has ended")
+        work, sent = plan(loaded.workflow.flow, loaded.tree, path, lambda r: _result(app, r))
+        assert work is not None  # the retried step itself is sent
         gens = generations(loaded.run)
-        for p in [step.path, *[s.path for n in following for s in _steps(n)]]:
+        for p in sent:
             gens[p] = gens.get(p, 0) + 1
-        args, kwargs = list(node.run.args or step.args), dict(node.run.kwargs or step.kwargs)
+        run = loaded.run
+        before = {"state": run.state, "options": dict(run.options or {}),
+                  "finished_at": run.finished_at, "runtime_ms": run.runtime_ms,
+                  "exception_type": run.exception_type,
+                  "exception_message": run.exception_message}  # fmt: skip
         _reopen(session, loaded.run, gens)
-    from celery import chain
-
-    from mainspring.workflows.compile import _node
-
     ids = step_ids(loaded.workflow, run_id, gens)
     header: dict[str, Any] = {"root": run_id, "policy": loaded.workflow.on_failure.value}
-    if loaded.workflow.on_failure.value == "stop":
+    if loaded.workflow.on_failure is FailurePolicy.STOP:
         header["steps"] = sorted(ids.values())
-    retried = Step(step.path, step.task, args, kwargs, step.options)
-    new_id = ids[step.path]
-    first = step_signature(app, retried, new_id, header, immutable=True)
-    rest = [_node(app, n, run_id, ids, header) for n in following]
-    canvas = chain(first, *rest, app=app) if rest else first
-    canvas.apply_async(root_id=run_id, parent_id=run_id)
-    return new_id
+    canvas = to_canvas(app, work, run_id, ids, header, tag=f"{path}#{gens[path]}")
+    try:
+        canvas.apply_async(root_id=run_id, parent_id=run_id)
+    except Exception as exc:
+        with ctx.session() as session:  # as it was: it can be retried again
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.state == RunState.STARTED.value)
+                .values(**before)
+            )
+        raise ServiceUnavailableError(f"cannot send the retried step to the broker: {exc}") from exc
+    logger.info("workflow %s resumed from step %s (%d steps)", run_id, path, len(sent))
+    return ids[path]
+
+
+def _result(app: Any, run: Run) -> Any:
+    """A step's result as the next step gets it: the stored one, or, when it was too big to
+    store whole, the result backend's."""
+    value = run.result
+    if not (isinstance(value, dict) and set(value) == {"truncated", "prefix"}):
+        return value
+    found = app.AsyncResult(run.id)
+    if found.state == RunState.SUCCESS.value:
+        return found.result
+    raise ConflictError(
+        f"the result of run {run.id} was too big to store and the result backend no longer "
+        "has it; the steps that need it cannot run again"
+    )
 
 
 def _reopen(session: Session, run: Run, gens: dict[str, int]) -> None:
-    """FAILURE -> STARTED (compare-and-set): the workflow goes on."""
+    """FAILURE (or REVOKED: stopped) -> STARTED, compare-and-set: the workflow goes on."""
+    ended = (RunState.FAILURE.value, RunState.REVOKED.value)
     result = session.execute(
         update(Run)
-        .where(Run.id == run.id, Run.state == RunState.FAILURE.value)
+        .where(Run.id == run.id, Run.state.in_(ended))
         .values(
             state=RunState.STARTED.value,
             finished_at=None,
@@ -198,39 +224,7 @@ def _reopen(session: Session, run: Run, gens: dict[str, int]) -> None:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConflictError(f"workflow run {run.id} is {run.state}; only a failed one resumes")
-
-
-def _chain_position(flow: Node, path: str) -> tuple[Step, list[Node]]:
-    """The step at ``path`` and the nodes that follow it in its enclosing chains (innermost
-    first); refused when a group or chord encloses it."""
-
-    def walk(node: Node) -> list[Node] | None:
-        if isinstance(node, Step):
-            return [] if node.path == path else None
-        if not isinstance(node, Chain):
-            if any(s.path == path for s in _steps(node)):
-                raise ConflictError(
-                    f"step {path} is inside a group or chord; only steps of chains resume"
-                )
-            return None
-        for i, child in enumerate(node.children):
-            found = walk(child)
-            if found is not None:
-                return found + list(node.children[i + 1 :])
-        return None
-
-    following = walk(flow)
-    if following is None:
-        raise NotFoundError(f"the workflow has no step {path!r}")
-    step = next(s for s in _steps(flow) if s.path == path)
-    return step, following
-
-
-def _steps(node: Node) -> list[Step]:
-    from mainspring.workflows.definition import iter_steps
-
-    return iter_steps(node)
+        raise ConflictError(f"workflow run {run.id} is {run.state}; only an ended one resumes")
 
 
 def _find(tree: NodeView, path: str) -> NodeView | None:
@@ -243,9 +237,107 @@ def _find(tree: NodeView, path: str) -> NodeView | None:
     return None
 
 
+# --- stop a workflow run --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What stopping did: the workflow run's state now, and how many of its steps were told
+    to stop while running or queued (``running``) or will never be sent (``pending``)."""
+
+    run_id: str
+    state: str
+    running: int
+    pending: int
+
+
+def stop_workflow(
+    ctx: AppContext,
+    app: Any,
+    actor: Actor,
+    run_id: str,
+    terminate: bool = True,
+    signal: str = "SIGTERM",
+) -> Stopped:
+    """Stop a workflow run: its unfinished steps are revoked (stored first, so no worker
+    starts them, then broadcast), running ones also terminated when ``terminate``; steps not
+    sent yet are recorded REVOKED at once, and so is the workflow run. Steps already running
+    on a pool that cannot be interrupted finish, but nothing after them starts."""
+    with ctx.session() as session:
+        loaded = load(session, run_id)
+        state = RunState(loaded.run.state)
+        if state.is_final and state is not RunState.LOST:
+            raise ConflictError(f"workflow run {run_id} is already {state.value}")
+        steps = steps_of(loaded.tree)
+        running = [s.run_id for s in steps if s.run is not None and not s.done and s.run_id]
+        pending = [s for s in steps if s.run is None]
+    targets = [run_id, *running, *[s.run_id for s in pending if s.run_id]]
+    _revoke_all(app, targets, terminate, signal)
+    reason = f"workflow stopped by {actor.name}"[:255]
+    with ctx.session() as session:
+        if state is RunState.SCHEDULED:
+            with contextlib.suppress(ConflictError):  # published meanwhile: revoked above
+                cancel_run(session, run_id, reason=reason)
+        now = utcnow()
+        for view in pending:
+            _record_revoked(session, loaded.run, view, reason, now)
+        final = _end_revoked(session, run_id, reason, now)
+        after = {"state": final, "running": len(running), "pending": len(pending)}
+        changes = {"before": {"state": state.value}, "after": after}
+        record_as(session, actor, "terminate" if terminate else "revoke", "run", run_id, changes)
+    logger.info("workflow %s stopped by %s", run_id, actor.name)
+    return Stopped(run_id, final, len(running), len(pending))
+
+
+def _revoke_all(app: Any, run_ids: list[str], terminate: bool, signal: str) -> None:
+    """Stored first (a worker offline now still discards them later), then one broadcast."""
+    from mainspring.worker.guard import run_store
+
+    store = run_store(app)
+    for target in run_ids:
+        store.revoke(target, terminate)
+    app.control.revoke(run_ids, terminate=terminate, signal=signal)
+
+
+def _record_revoked(session: Session, root: Run, view: NodeView, reason: str, now: Any) -> None:
+    """A step that was never sent, as REVOKED (unless a run of it appeared meanwhile)."""
+    assert view.run_id is not None
+    assert view.task is not None
+    step = Run(
+        id=view.run_id, task=view.task, state=RunState.REVOKED.value, options={},
+        trigger=TriggerSource.WORKFLOW.value, attempt=0, job_id=root.job_id,
+        parent_id=root.id, root_id=root.id, reason=reason, created_at=now,
+        finished_at=now, updated_at=now, log_bytes=0, log_truncated=False,
+    )  # fmt: skip
+    try:
+        with session.begin_nested():
+            session.add(step)
+            session.flush()
+    except IntegrityError:
+        pass  # the recorder wrote it first: the stored revocation decides its end
+
+
+def _end_revoked(session: Session, run_id: str, reason: str, now: Any) -> str:
+    """The workflow run REVOKED (compare-and-set on any unfinished state, or LOST)."""
+    open_states = [s.value for s in RunState if not s.is_final] + [RunState.LOST.value]
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.state.in_(open_states))
+        .values(state=RunState.REVOKED.value, reason=reason, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    run = session.get(Run, run_id)
+    assert run is not None
+    session.refresh(run)
+    job = session.get(Job, run.job_id) if run.job_id is not None else None
+    if job is not None and job.last_run_id in (None, run.id):
+        job.last_state, job.last_run_id = run.state, run.id
+    return run.state
+
+
 def job_workflow(job: Job) -> dict[str, Any] | None:
     """The definition a job runs, when it runs a workflow."""
-    if job.task == WORKFLOW_TASK:
-        definition = (job.kwargs or {}).get("definition")
-        return definition if isinstance(definition, dict) else None
-    return job.workflow
+    if job.task != WORKFLOW_TASK:
+        return None
+    definition = (job.kwargs or {}).get("definition")
+    return definition if isinstance(definition, dict) else None

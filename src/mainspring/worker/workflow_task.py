@@ -10,6 +10,9 @@ the step that failed.
 
 Failure policy ``stop``: a ``task_failure`` handler revokes (stored revocation, no
 termination) every other step of the workflow, so nothing new starts; running steps finish.
+
+``mainspring.workflow.join`` is the small step a resumed workflow adds after a group of
+which only some members ran again (``workflows.resume``): it returns the whole group's result.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mainspring.worker.guard import run_store
 from mainspring.worker.task import TaskRefusedError
 from mainspring.workflows.compile import WORKFLOW_HEADER, to_canvas
 from mainspring.workflows.definition import WORKFLOW_TASK, parse_workflow
+from mainspring.workflows.resume import JOIN_TASK, join_results
 
 logger = logging.getLogger("mainspring.worker")
 
@@ -47,6 +51,14 @@ def workflow(
     canvas.apply_async(root_id=root_id, parent_id=root_id)
     logger.info("workflow %s launched %d steps", root_id, len(parsed.steps()))
     raise Ignore()
+
+
+@shared_task(name=JOIN_TASK)  # type: ignore[untyped-decorator]
+def join(
+    results: Any, known: list[list[Any]], positions: list[int], size: int, single: bool
+) -> list[Any]:
+    """The results of a group's members that ran again, among those that had succeeded."""
+    return join_results(results, known, positions, size, single)
 
 
 def _workflow_header(request: Any) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ runs only after a header that all succeeded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from mainspring.core.states import RunState
@@ -20,7 +21,9 @@ PENDING = "PENDING"
 
 @dataclass
 class NodeView:
-    """One node of the tree view: its kind, path, state and, for a step, its run."""
+    """One node of the tree view: its kind, path, state and, for a step, its run and how
+    many times it was retried (``generation``). A composite node spans its children: from
+    the first start to the last end, once it is done."""
 
     kind: str
     path: str
@@ -32,15 +35,30 @@ class NodeView:
     run_id: str | None = None
     run: Run | None = None
     children: list[NodeView] = field(default_factory=list)
+    generation: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def runtime_ms(self) -> float | None:
+        if self.run is not None:
+            return self.run.runtime_ms
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000
 
 
-def view(node: Node, ids: dict[str, str], runs: dict[str, Run]) -> NodeView:
-    """The tree of ``node`` with each node's state."""
+def view(
+    node: Node, ids: dict[str, str], runs: dict[str, Run], gens: dict[str, int] | None = None
+) -> NodeView:
+    """The tree of ``node`` with each node's state (``gens``: path -> retries)."""
     if isinstance(node, Step):
-        return _step_view(node, ids[node.path], runs.get(ids[node.path]))
+        found = _step_view(node, ids[node.path], runs.get(ids[node.path]))
+        found.generation = (gens or {}).get(node.path, 0)
+        return found
     if isinstance(node, Chord):
-        header = [view(child, ids, runs) for child in node.header]
-        callback = view(node.callback, ids, runs)
+        header = [view(child, ids, runs, gens) for child in node.header]
+        callback = view(node.callback, ids, runs, gens)
         head = _combine("group", node.path, header, sequential=False)
         if head.done and head.failed:
             done, failed = True, True
@@ -49,7 +67,7 @@ def view(node: Node, ids: dict[str, str], runs: dict[str, Run]) -> NodeView:
         else:
             done, failed = False, False
         return _composite("chord", node.path, [*header, callback], done, failed)
-    children = [view(child, ids, runs) for child in node.children]
+    children = [view(child, ids, runs, gens) for child in node.children]
     kind = "chain" if isinstance(node, Chain) else "group"
     return _combine(kind, node.path, children, sequential=isinstance(node, Chain))
 
@@ -67,6 +85,8 @@ def _step_view(step: Step, run_id: str, run: Run | None) -> NodeView:
         name=step.name,
         run_id=run_id,
         run=run,
+        started_at=run.started_at if run is not None else None,
+        finished_at=run.finished_at if run is not None else None,
     )
 
 
@@ -95,7 +115,12 @@ def _composite(
         state = RunState.STARTED.value
     else:
         state = PENDING
-    return NodeView(kind, path, state, done, failed, children=children)
+    starts = [c.started_at for c in children if c.started_at is not None]
+    ends = [c.finished_at for c in children if c.finished_at is not None]
+    return NodeView(
+        kind, path, state, done, failed, children=children,
+        started_at=min(starts, default=None), finished_at=max(ends, default=None) if done else None,
+    )  # fmt: skip
 
 
 def steps_of(tree: NodeView) -> list[NodeView]:
