@@ -140,3 +140,10 @@ _VALUE_MESSAGES = (
         "Go back, reload the page and submit it again."
     ),
 )  # fmt: skip
+# Values of the users, tokens, alerts, workflow and version pages, shown with ``tr``.
+_MORE_VALUE_MESSAGES = (
+    N_("active"), N_("expired"), N_("revoked"), N_("pending"), N_("sent"), N_("failed"),
+    N_("chain"), N_("group"), N_("chord"), N_("step"), N_("PENDING"),
+    N_("create"), N_("update"), N_("rollback"), N_("baseline"), N_("pause"), N_("resume"),
+    N_("delete"),
+)  # fmt: skip

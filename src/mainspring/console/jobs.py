@@ -31,6 +31,7 @@ from mainspring.console.deps import (
     json_field,
 )
 from mainspring.console.i18n import N_
+from mainspring.console.job_history import recent_versions
 from mainspring.console.prefs import flash
 from mainspring.console.render import render
 from mainspring.core.states import RunState
@@ -45,7 +46,6 @@ from mainspring.services.runs import RunFilter, list_runs
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 100
-SORT_IN_MEMORY_MAX = 2000  # beyond this many matches, only the name order is offered
 HISTORY_SHOWN = 20
 STATS_RUNS = 100
 AUDIT_SHOWN = 20
@@ -84,26 +84,15 @@ class JobQuery:
         )
 
 
-def _sorted(rows: list[Job], sort: str) -> list[Job]:
-    """Jobs in the order asked for (``-key`` descending); empty values always last."""
-    key = sort.removeprefix("-")
-    present = [j for j in rows if getattr(j, key) is not None]
-    missing = [j for j in rows if getattr(j, key) is None]
-    present.sort(key=lambda j: getattr(j, key), reverse=sort.startswith("-"))
-    return present + missing
-
-
 def _page_of_jobs(db: Session, query: JobQuery, page: int) -> tuple[list[Job], int, bool]:
-    """One page of matching jobs, the total, and whether the order asked for was applied."""
+    """One page of matching jobs in the order asked for (sorted by the database, so it stays
+    fast with many jobs), the total, and whether that order was known (else: by name)."""
     flt = query.to_filter()
     total = job_service.count_jobs(db, flt)
-    start = (page - 1) * PAGE_SIZE
-    if query.sort.removeprefix("-") not in SORT_KEYS or query.sort == "name":
-        return job_service.list_jobs(db, PAGE_SIZE, start, flt), total, True
-    if total > SORT_IN_MEMORY_MAX:
-        return job_service.list_jobs(db, PAGE_SIZE, start, flt), total, False
-    everything = job_service.list_jobs(db, SORT_IN_MEMORY_MAX, 0, flt)
-    return _sorted(everything, query.sort)[start : start + PAGE_SIZE], total, True
+    known = query.sort.removeprefix("-") in SORT_KEYS
+    order = query.sort if known else "name"
+    rows = job_service.list_jobs(db, PAGE_SIZE, (page - 1) * PAGE_SIZE, flt, order=order)
+    return rows, total, known
 
 
 @router.get("/jobs")
@@ -196,6 +185,7 @@ def detail_page(
         "chart": duration_chart(recent[:50]),
         "next_fires": _next_fires(job),
         "audit": audit,
+        **recent_versions(db, job.id),
         "run_input": run_input
         or {"args": json.dumps(job.args, ensure_ascii=False),
             "kwargs": json.dumps(job.kwargs, ensure_ascii=False)},

@@ -11,7 +11,20 @@ from fastapi.responses import RedirectResponse
 
 from mainspring.api.auth import safe_next
 from mainspring.api.deps import Db
-from mainspring.console import audit, dashboard, job_form, jobs, queues, runs, workers
+from mainspring.console import (
+    alerts,
+    audit,
+    config,
+    dashboard,
+    job_form,
+    job_history,
+    jobs,
+    queues,
+    runs,
+    tokens,
+    users,
+    workers,
+)
 from mainspring.console.deps import CheckedForm, CurrentReader, form_text
 from mainspring.console.i18n import LANGUAGES, match_language
 from mainspring.errors import ValidationError
@@ -25,6 +38,11 @@ router.include_router(dashboard.router)
 router.include_router(workers.router)
 router.include_router(queues.router)
 router.include_router(audit.router)
+router.include_router(alerts.router)
+router.include_router(users.router)
+router.include_router(tokens.router)
+router.include_router(config.router)
+router.include_router(job_history.router)
 
 
 @router.get("/")

@@ -33,11 +33,13 @@ from mainspring.console.deps import (
 from mainspring.console.i18n import N_
 from mainspring.console.prefs import flash
 from mainspring.console.render import render
+from mainspring.console.workflow_tree import workflow_steps
 from mainspring.core.states import RunState, TriggerSource
 from mainspring.db.models import Run
 from mainspring.errors import ConflictError, NotFoundError, ValidationError
 from mainspring.services import runs as run_service
-from mainspring.services.jobs import get_job, get_job_by_name
+from mainspring.services.job_queries import job_names as names_of_jobs
+from mainspring.services.jobs import get_job_by_name
 from mainspring.services.runs import RunCursor, RunFilter, get_run, list_runs, run_log_text
 
 router = APIRouter(include_in_schema=False)
@@ -49,13 +51,8 @@ FILTER_NAMES = ("job", "task", "state", "worker", "queue", "trigger", "after", "
 
 
 def job_names(db: Session, runs: list[Run]) -> dict[int, str]:
-    names: dict[int, str] = {}
-    for job_id in {run.job_id for run in runs if run.job_id is not None}:
-        try:
-            names[job_id] = get_job(db, job_id).name
-        except NotFoundError:
-            continue
-    return names
+    """The names of the runs' jobs (one query; a deleted job has none)."""
+    return names_of_jobs(db, (run.job_id for run in runs if run.job_id is not None))
 
 
 def _local_instant(raw: str, tz: ZoneInfo) -> datetime:
@@ -204,8 +201,11 @@ def run_page(
     if (run.options or {}).get("broadcast"):
         children, _cursor = list_runs(db, RunFilter(parent_id=run.id), limit=CHILDREN_SHOWN)
         children.sort(key=lambda child: child.worker or child.queue or "")
+    steps, steps_error = workflow_steps(db, run)
     context: dict[str, Any] = {
         "run": run,
+        "workflow_steps": steps,
+        "workflow_error": steps_error,
         "log_text": log_text,
         "last_seq": last_seq,
         "is_final": _is_final(run.state),

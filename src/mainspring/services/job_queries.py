@@ -9,6 +9,7 @@ a ``StaleVersionError``. So of two edits made from the same read, exactly one su
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,15 @@ def get_job_by_name(session: Session, name: str) -> Job:
     if job is None:
         raise NotFoundError(f"no job named {name!r}")
     return job
+
+
+def job_names(session: Session, job_ids: Iterable[int]) -> dict[int, str]:
+    """The names of the jobs among ``job_ids`` that exist, in one query (for run lists)."""
+    wanted = sorted(set(job_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(select(Job.id, Job.name).where(Job.id.in_(wanted)))
+    return {job_id: name for job_id, name in rows}  # noqa: C416 - typed Row unpacking
 
 
 def lock_job(
@@ -114,12 +124,37 @@ def _filtered(session: Session, stmt: Select[Any], flt: JobFilter) -> Select[Any
     return stmt
 
 
+SORT_COLUMNS: dict[str, Any] = {
+    "name": Job.name,
+    "next_fire_at": Job.next_fire_at,
+    "last_fire_at": Job.last_fire_at,
+    "last_state": Job.last_state,
+    "task": Job.task,
+    "queue": Job.queue,
+}
+
+
+def _ordered(stmt: Select[Any], order: str) -> Select[Any]:
+    """``order`` is a ``SORT_COLUMNS`` key, ``-key`` for descending; empty values come last
+    either way (``IS NULL`` first in the key: MySQL has no ``NULLS LAST``), then by name."""
+    key = order.removeprefix("-")
+    column = SORT_COLUMNS.get(key)
+    if column is None:
+        raise ValidationError("sort", f"must be one of {', '.join(SORT_COLUMNS)}, or -name…")
+    direction = column.desc() if order.startswith("-") else column.asc()
+    return stmt.order_by(column.is_(None), direction, Job.name, Job.id)
+
+
 def list_jobs(
-    session: Session, limit: int = 100, offset: int = 0, flt: JobFilter | None = None
+    session: Session,
+    limit: int = 100,
+    offset: int = 0,
+    flt: JobFilter | None = None,
+    order: str = "name",
 ) -> list[Job]:
-    """A page of the jobs matching ``flt``, by name."""
-    stmt = _filtered(session, select(Job), flt or JobFilter())
-    return list(session.scalars(stmt.order_by(Job.name).limit(limit).offset(offset)))
+    """A page of the jobs matching ``flt``, in ``order`` (by name unless told)."""
+    stmt = _ordered(_filtered(session, select(Job), flt or JobFilter()), order)
+    return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
 def count_jobs(session: Session, flt: JobFilter | None = None) -> int:

@@ -209,6 +209,14 @@
     previewFires(form);
   }
 
+  // A button with data-confirm asks before its form is sent (the server acts either way).
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+      event.preventDefault();
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     wireForms(document);
     jobForm();
