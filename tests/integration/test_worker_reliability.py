@@ -28,11 +28,18 @@ def setup(
     s.close()
 
 
-def test_a_duplicate_delivery_of_one_run_executes_once(setup: WorkerSetup) -> None:
+@pytest.mark.parametrize("expires", [None, 600], ids=["no-expiry", "expiry"])
+def test_a_duplicate_delivery_of_one_run_executes_once(
+    setup: WorkerSetup, expires: int | None
+) -> None:
+    """With an expiry Celery consults the guard on receipt too; the claim still happens once,
+    when the run is about to execute."""
     worker = setup.start()
     run_id = str(uuid.uuid4())
     for _ in range(2):
-        setup.app.send_task(f"{TASKS}.count", args=["dup"], task_id=run_id, queue="default")
+        setup.app.send_task(
+            f"{TASKS}.count", args=["dup"], task_id=run_id, queue="default", expires=expires
+        )
     assert setup.app.AsyncResult(run_id).get(timeout=30) == 1
     poll(
         lambda: "already claimed; duplicate acked" in setup.pool.log(worker),
@@ -55,6 +62,21 @@ def test_a_run_revoked_while_its_worker_was_down_never_executes(setup: WorkerSet
         what="the revoked run to be discarded",
     )
     assert setup.executions("revoked", revoked.id) == []
+
+
+def test_a_running_run_is_started_in_the_result_backend(setup: WorkerSetup) -> None:
+    """What the recorder's reconciliation reads when it missed ``task-started`` (on Redis the
+    guard's claim writes it, elsewhere Celery's ``task_track_started``)."""
+    worker = setup.start()
+    handle = setup.app.send_task(f"{TASKS}.slow", args=["started", 2.0], queue="default")
+    poll(lambda: handle.state == "STARTED", timeout=30, what="STARTED in the result backend")
+    meta = setup.app.backend.get_task_meta(handle.id)
+    assert meta["name"] == f"{TASKS}.slow"
+    assert list(meta["args"]) == ["started", 2.0]
+    assert meta["worker"] == worker
+    assert meta["result"]["hostname"] == worker
+    assert handle.get(timeout=30) == 1
+    assert setup.app.backend.get_task_meta(handle.id)["status"] == "SUCCESS"
 
 
 def _retrying(setup: WorkerSetup, failures: int, retries: int) -> Any:

@@ -12,6 +12,8 @@ from celery import Celery
 from kombu.entity import Queue
 
 from mainspring.settings import Settings
+from mainspring.worker.eventbatch import BatchedTaskEvents
+from mainspring.worker.guard import RECORDS_STARTED_SETTING
 from mainspring.worker.priority import PriorityAMQP
 from mainspring.worker.routing import celery_routes
 from mainspring.worker.task import MainspringTask
@@ -25,6 +27,7 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     recorder needs (task-sent included, so that any client's tasks are recorded)."""
     app = Celery("mainspring", set_as_current=False, task_cls=MainspringTask, amqp=PriorityAMQP)
     app.conf.update(_celery_config(settings, include or []))
+    app.steps["consumer"].add(BatchedTaskEvents)
     install_tracking(app)
     return app
 
@@ -32,6 +35,9 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
 def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
     queues = dict.fromkeys([settings.default_queue, *settings.worker_queues])
     modules = dict.fromkeys(BUILTIN_TASK_MODULES + settings.worker_include + include)
+    # The guard's claim stores STARTED when the result backend is its Redis (one round trip
+    # in the main process instead of a second backend write from the pool per run).
+    claim_records_started = settings.resolved_guard_url == settings.resolved_result_backend
     return {
         "broker_url": settings.resolved_broker_url,
         "result_backend": settings.resolved_result_backend,
@@ -44,7 +50,7 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_extended": True,
         "result_expires": 7 * 24 * 3600,
-        "task_track_started": True,
+        "task_track_started": not claim_records_started,
         "task_send_sent_event": True,
         "task_acks_late": settings.worker_acks_late,
         "task_reject_on_worker_lost": settings.worker_acks_late,
@@ -62,6 +68,7 @@ def _celery_config(settings: Settings, include: list[str]) -> dict[str, Any]:
         "mainspring_shell_allow": list(settings.worker_shell_allow),
         "mainspring_guard_url": settings.resolved_guard_url,
         "mainspring_guard_ttl": settings.guard_ttl_s,
+        RECORDS_STARTED_SETTING: claim_records_started,
         "mainspring_log_cap_bytes": settings.run_log_cap_bytes,
     }
 

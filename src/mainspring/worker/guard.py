@@ -6,6 +6,11 @@ the worker claims ``mainspring:run:{id}:{attempt}`` with SET NX (value ``host|pi
 ``mainspring:revoked:{id}`` in the same round trip. The first delivery wins; a second one is
 acknowledged without running; a stored revocation discards the run wherever it lands.
 
+On Redis the check is one Lua script on a connection the store keeps (the worker's main process
+runs it for every run, so it must be cheap); when the guard's Redis is also the result backend
+the script records the run's STARTED state there too, in place of Celery's
+``task_track_started`` write from the pool (a second round trip per run).
+
 Without Redis, a database result backend holds the same claims as rows (``sql_guard``); with
 any other backend its state stands in (a best-effort check, not atomic): a run already STARTED
 or finished is a duplicate, one marked REVOKED is discarded.
@@ -15,13 +20,18 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 from celery import states
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 GUARD_KEY = "mainspring:run:{run_id}:{attempt}"
 REVOKED_KEY = "mainspring:revoked:{run_id}"
+RECORDS_STARTED_SETTING = "mainspring_guard_records_started"
 TERMINATE = "terminate"
 REVOKE = "revoke"
 _TAKEN = frozenset({states.STARTED, states.SUCCESS, states.FAILURE})
@@ -33,15 +43,35 @@ class Verdict(StrEnum):
     REVOKED = "revoked"
 
 
+@dataclass(frozen=True)
+class StartedRecord:
+    """The result backend's STARTED entry for a run: key, encoded meta, expiry (0: none)."""
+
+    key: bytes | str
+    value: bytes | str
+    ttl: int
+
+
 class RunStore(Protocol):
     """Claims runs and keeps revocations.
 
     ``claim`` guarantees that of all callers with one ``(run_id, attempt)``, at most one gets
     ``RUN`` while the claim lives (``ttl`` seconds), unless ``holder_dead`` says the holder is
-    gone. A stored revocation makes every later ``claim`` return ``REVOKED``.
+    gone. A stored revocation makes every later ``claim`` return ``REVOKED``. A store whose
+    ``records_started`` is true writes ``started`` (when given) atomically with a winning
+    claim, never over a SUCCESS; the others ignore it.
     """
 
-    def claim(self, run_id: str, attempt: int, holder: str, takeover: bool) -> Verdict: ...
+    records_started: bool
+
+    def claim(
+        self,
+        run_id: str,
+        attempt: int,
+        holder: str,
+        takeover: bool,
+        started: StartedRecord | None = None,
+    ) -> Verdict: ...
 
     def holder(self, run_id: str, attempt: int) -> str | None: ...
 
@@ -50,22 +80,100 @@ class RunStore(Protocol):
     def terminate_requested(self, run_id: str) -> bool: ...
 
 
-class RedisRunStore:
-    """Claims and revocations as Redis keys with an expiry (atomic SET NX)."""
+# KEYS: revocation, claim[, result meta]; ARGV: holder, claim ttl, takeover[, meta, meta ttl].
+# Returns 0 (run), 1 (duplicate) or 2 (revoked). Like Celery's own store, the STARTED meta is
+# published for result listeners and never replaces a SUCCESS.
+CLAIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
+local claimed
+if ARGV[3] == '1' then
+  claimed = redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+else
+  claimed = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
+end
+if not claimed then return 1 end
+if KEYS[3] then
+  local ok, meta = pcall(cjson.decode, redis.call('GET', KEYS[3]) or 'null')
+  if not (ok and type(meta) == 'table' and meta['status'] == 'SUCCESS') then
+    if tonumber(ARGV[5]) > 0 then
+      redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+    else
+      redis.call('SET', KEYS[3], ARGV[4])
+    end
+    redis.call('PUBLISH', KEYS[3], ARGV[4])
+  end
+end
+return 0
+"""
+_VERDICTS = (Verdict.RUN, Verdict.DUPLICATE, Verdict.REVOKED)
 
-    def __init__(self, client: Any, ttl: int) -> None:
+
+class RedisRunStore:
+    """Claims and revocations as Redis keys with an expiry (atomic SET NX in a script).
+
+    ``records_started``: the result backend lives in this same Redis, so a claim can write the
+    run's STARTED meta as well.
+    """
+
+    def __init__(self, client: Any, ttl: int, records_started: bool = False) -> None:
         self._redis = client
         self._ttl = ttl
+        self.records_started = records_started
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._sha: str | None = None
 
-    def claim(self, run_id: str, attempt: int, holder: str, takeover: bool) -> Verdict:
-        key = GUARD_KEY.format(run_id=run_id, attempt=attempt)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.get(REVOKED_KEY.format(run_id=run_id))
-        pipe.set(key, holder, nx=not takeover, ex=self._ttl)
-        revoked, claimed = pipe.execute()
-        if revoked is not None:
-            return Verdict.REVOKED
-        return Verdict.RUN if claimed else Verdict.DUPLICATE
+    def claim(
+        self,
+        run_id: str,
+        attempt: int,
+        holder: str,
+        takeover: bool,
+        started: StartedRecord | None = None,
+    ) -> Verdict:
+        keys: list[Any] = [
+            REVOKED_KEY.format(run_id=run_id),
+            GUARD_KEY.format(run_id=run_id, attempt=attempt),
+        ]
+        args: list[Any] = [holder, self._ttl, "1" if takeover else "0"]
+        if started is not None and self.records_started:
+            keys.append(started.key)
+            args += [started.value, started.ttl]
+        return _VERDICTS[self._run_script(keys, args)]
+
+    def _run_script(self, keys: list[Any], args: list[Any]) -> int:
+        """EVALSHA on the store's own connection: no pool checkout nor pipeline per claim.
+        A command is re-sent only when it cannot have run (unknown script, failed send)."""
+        with self._lock:
+            for _ in range(3):
+                if self._sha is None:
+                    self._sha = self._redis.script_load(CLAIM_SCRIPT)
+                if self._conn is None:
+                    self._conn = self._redis.connection_pool.make_connection()
+                try:
+                    self._drop_if_closed()
+                    self._conn.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+                except (OSError, RedisConnectionError, RedisTimeoutError):
+                    self._conn.disconnect()
+                    continue
+                try:
+                    return int(self._conn.read_response())
+                except NoScriptError:
+                    self._sha = None  # the server lost its scripts (restart, SCRIPT FLUSH)
+                except BaseException:
+                    self._conn.disconnect()
+                    raise
+            raise RedisConnectionError("run guard: cannot reach Redis")
+
+    def _drop_if_closed(self) -> None:
+        """No reply is pending between claims: a readable socket means the server closed it
+        (restart, timeout), so reconnect before sending rather than lose a claim's reply."""
+        try:
+            closed = self._conn.can_read(timeout=0)
+        except (OSError, RedisConnectionError, RedisTimeoutError):
+            closed = True
+        if closed:
+            self._conn.disconnect()
 
     def holder(self, run_id: str, attempt: int) -> str | None:
         value = self._redis.get(GUARD_KEY.format(run_id=run_id, attempt=attempt))
@@ -83,10 +191,19 @@ class RedisRunStore:
 class BackendRunStore:
     """Best effort on result backends without Redis (database): reads the run's state."""
 
+    records_started = False
+
     def __init__(self, backend: Any) -> None:
         self._backend = backend
 
-    def claim(self, run_id: str, attempt: int, holder: str, takeover: bool) -> Verdict:
+    def claim(
+        self,
+        run_id: str,
+        attempt: int,
+        holder: str,
+        takeover: bool,
+        started: StartedRecord | None = None,
+    ) -> Verdict:
         status = self._backend.get_task_meta(run_id).get("status")
         if status == states.REVOKED:
             return Verdict.REVOKED
@@ -124,7 +241,11 @@ def _make_store(app: Any) -> RunStore:
     if url:
         import redis
 
-        return RedisRunStore(redis.Redis.from_url(url), int(app.conf.mainspring_guard_ttl))
+        return RedisRunStore(
+            redis.Redis.from_url(url),
+            int(app.conf.mainspring_guard_ttl),
+            records_started=bool(app.conf.get(RECORDS_STARTED_SETTING)),
+        )
     backend_url = str(app.conf.result_backend or "")
     if backend_url.startswith("db+"):
         from mainspring.worker.sql_guard import SqlRunStore, engine_for_backend

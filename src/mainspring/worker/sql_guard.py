@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from mainspring.worker.guard import REVOKE, TERMINATE, Verdict
+from mainspring.worker.guard import REVOKE, TERMINATE, StartedRecord, Verdict
 
 metadata = MetaData()
 claims = Table(
@@ -65,13 +65,22 @@ def engine_for_backend(url: str) -> Engine:
 class SqlRunStore:
     """Claims and revocations as rows; expired ones are pruned now and then."""
 
+    records_started = False  # Celery's ``task_track_started`` records STARTED here
+
     def __init__(self, engine: Engine, ttl: int) -> None:
         self._engine = engine
         self._ttl = timedelta(seconds=ttl)
         self._counter = itertools.count()
         metadata.create_all(engine, checkfirst=True)
 
-    def claim(self, run_id: str, attempt: int, holder: str, takeover: bool) -> Verdict:
+    def claim(
+        self,
+        run_id: str,
+        attempt: int,
+        holder: str,
+        takeover: bool,
+        started: StartedRecord | None = None,
+    ) -> Verdict:
         if next(self._counter) % PRUNE_EVERY == PRUNE_EVERY - 1:
             self._prune()
         with self._engine.begin() as conn:

@@ -4,7 +4,8 @@ Two hooks, both pool-independent:
 
 - ``GuardedRequest.revoked`` runs in the worker's main process just before a run goes to the
   pool: the duplicate-delivery guard and stored revocations (``worker.guard``) decide there, so a
-  discarded duplicate never sends ``task-started`` nor touches the result backend.
+  discarded duplicate never sends ``task-started`` nor touches the result backend. Where the
+  guard shares the result backend's Redis, the winning claim also stores the STARTED state.
 - ``MainspringTask.__call__`` applies the retry policy a run carries in its
   ``mainspring_retry`` header (exponential backoff with full jitter), so retries work for any
   task without decorating it.
@@ -16,13 +17,21 @@ import logging
 import random
 from typing import Any
 
-from celery import Task
+from celery import Task, states
+from celery.app.task import Context, get_actual_ignore_result
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
-from celery.worker.state import task_ready
+from celery.worker.state import reserved_requests, task_ready
 from pydantic import BaseModel, Field, ValidationError
 
-from mainspring.worker.guard import RunStore, Verdict, holder_id, holder_is_gone, run_store
+from mainspring.worker.guard import (
+    RunStore,
+    StartedRecord,
+    Verdict,
+    holder_id,
+    holder_is_gone,
+    run_store,
+)
 
 logger = logging.getLogger("mainspring.worker")
 
@@ -58,7 +67,10 @@ class GuardedRequest(Request):  # type: ignore[misc]
     def revoked(self) -> bool:
         if super().revoked():
             return True
-        if self._mainspring_checked:
+        if self._mainspring_checked or (self.expires and self not in reserved_requests):
+            # Celery also asks on receipt when the run has an expiry; the claim waits until
+            # the run is about to execute (reserved), or a prefetched run would hold it
+            # while it waits, and lose it if the worker died before starting it.
             return False
         self._mainspring_checked = True
         verdict = self._guard_verdict()
@@ -83,13 +95,32 @@ class GuardedRequest(Request):  # type: ignore[misc]
     def _guard_verdict(self) -> Verdict:
         try:
             store = run_store(self._app)
-            verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), False)
+            started = self._started_record() if store.records_started else None
+            holder = holder_id(self.hostname)
+            verdict = store.claim(self.id, self._attempt, holder, False, started)
             if verdict is Verdict.DUPLICATE and self._holder_lost(store):
-                verdict = store.claim(self.id, self._attempt, holder_id(self.hostname), True)
+                verdict = store.claim(self.id, self._attempt, holder, True, started)
         except Exception:
             logger.exception("run guard unavailable; running %s unguarded", self.id)
             return Verdict.RUN
         return verdict
+
+    def _started_record(self) -> StartedRecord | None:
+        """The result backend entry Celery's ``task_track_started`` would write from the pool
+        (same meta, ``result_extended`` fields included; the pool pid is not known yet)."""
+        try:
+            context = Context(self._request_dict)
+            if get_actual_ignore_result(self.task, context):
+                return None
+            backend = self.task.backend
+            result = {"hostname": self.hostname}
+            meta = backend._get_result_meta(result, states.STARTED, None, context)
+            meta["task_id"] = self.id
+            key = backend.get_key_for_task(self.id)
+            return StartedRecord(key, backend.encode(meta), int(backend.expires or 0))
+        except Exception:  # e.g. arguments the backend cannot encode: guard the run anyway
+            logger.warning("run %s: STARTED not recorded", self.id, exc_info=True)
+            return None
 
     def _holder_lost(self, store: RunStore) -> bool:
         """Whether a late-acknowledged run claimed before may run again: the broker

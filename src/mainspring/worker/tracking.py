@@ -164,10 +164,11 @@ class _StreamProxy:
 
 def _sender(app: Celery, run_id: str, hostname: str | None) -> Sender:
     """Send events for one run from any thread (``Task.send_event`` reads a thread-local
-    request, which the timer thread does not have)."""
-    policy = app.conf.task_publish_retry_policy
+    request, which the timer thread does not have). Nothing is looked up until a run has
+    output to send: most runs have none, and this is set up for every run."""
 
     def send(type_: str, **fields: Any) -> None:
+        policy = app.conf.task_publish_retry_policy
         with app.events.default_dispatcher(hostname=hostname) as dispatcher:
             dispatcher.send(type_, uuid=run_id, retry=True, retry_policy=policy, **fields)
 
