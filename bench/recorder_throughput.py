@@ -10,6 +10,9 @@ Two measurements on one fresh PostgreSQL database:
 - ``via-broker backlog``: the same events queued on RabbitMQ while the recorder is stopped,
   then drained: the rate at which the recorder consumes from the broker and persists.
 
+CPU per event (``cpu_us_per_event``: this thread in-process, the recorder's threads in the
+backlog) does not depend on what else the machine runs, unlike events/s.
+
 Each run emits sent/received/started/succeeded events plus one ``task-log`` chunk (5 events).
 
     python bench/recorder_throughput.py --runs 4000 --broker redis://127.0.0.1:6379/9
@@ -29,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from sqlalchemy import func, select
 
@@ -76,12 +80,18 @@ def finished(ctx: AppContext) -> int:
 def in_process(ctx: AppContext, app: Any, runs: int) -> dict[str, Any]:
     recorder = Recorder(ctx, app)
     events = [e for _ in range(runs) for e in events_for(uuid.uuid4().hex, time.time())]
+    cpu = time.process_time()
     start = time.perf_counter()
     for event in events:
         recorder.handle(event)
     recorder.flush()
     elapsed = time.perf_counter() - start
-    return {"mode": "in-process", "events": len(events), "seconds": elapsed}
+    return {
+        "mode": "in-process",
+        "events": len(events),
+        "seconds": elapsed,
+        "cpu_us_per_event": (time.process_time() - cpu) / len(events) * 1e6,
+    }
 
 
 def _publish_part(broker: str, runs: int) -> None:
@@ -115,7 +125,7 @@ def publish(broker: str, runs: int, processes: int = PUBLISHERS) -> float:
 def start_recorder(ctx: AppContext, app: Any, node: str) -> tuple[threading.Thread, Any]:
     recorder = Recorder(ctx, app, queue_node=node, options=RecorderOptions(event_queue_ttl=120))
     stop = threading.Event()
-    thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
+    thread = threading.Thread(target=recorder.run, args=(stop,), name="recorder", daemon=True)
     thread.start()
     return thread, stop
 
@@ -162,17 +172,30 @@ def via_broker_backlog(ctx: AppContext, app: Any, runs: int) -> dict[str, Any]:
     base = finished(ctx)
     published = publish(app.conf.broker_url, runs)
     start = time.perf_counter()
+    before = thread_cpu()
     thread, stop = start_recorder(ctx, app, node)
     persisted = wait_finished(ctx, base + runs) - base
     elapsed = time.perf_counter() - start
+    cpu = {name: seconds - before.get(name, 0.0) for name, seconds in thread_cpu().items()}
     stop.set()
     thread.join(timeout=30)
+    recorder_cpu = sum(v for k, v in cpu.items() if k.startswith("recorder"))
     return {
         "mode": "via-broker backlog",
         "events": runs * 5,
         "seconds": elapsed,
         "publish_seconds": published,
         "runs_persisted": persisted,
+        "cpu_us_per_event": recorder_cpu / (runs * 5) * 1e6,
+        "cpu_us_per_event_by_thread": {k: v / (runs * 5) * 1e6 for k, v in cpu.items()},
+    }
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads, by name (the recorder's are ``recorder-*``)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    return {
+        names.get(t.id, str(t.id)): t.user_time + t.system_time for t in psutil.Process().threads()
     }
 
 
@@ -207,12 +230,16 @@ def main() -> None:
         drop_database(name)
     for row in rows:
         row["events_per_s"] = row["events"] / row["seconds"]
-    print(f"{'mode':<20} {'events':>8} {'seconds':>8} {'events/s':>10} {'lag s':>7}")
+    print(
+        f"{'mode':<20} {'events':>8} {'seconds':>8} {'events/s':>10} {'lag s':>7} {'CPU µs/ev':>9}"
+    )
     for row in rows:
         lag = row.get("lag_after_last_event_s")
+        cpu = row.get("cpu_us_per_event")
         print(
             f"{row['mode']:<20} {row['events']:>8} {row['seconds']:>8.2f} "
-            f"{row['events_per_s']:>10.0f} {'' if lag is None else f'{lag:>7.2f}'}"
+            f"{row['events_per_s']:>10.0f} {'' if lag is None else f'{lag:>7.2f}':>7} "
+            f"{'' if cpu is None else f'{cpu:>9.0f}'}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

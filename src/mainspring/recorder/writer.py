@@ -1,87 +1,147 @@
 """Writing a batch of folded events: runs, their log chunks and the workers registry.
 
-Idempotent, so two recorders, or one replaying events, leave the same rows.
+Idempotent, so two recorders, or one replaying events, leave the same rows. The stored rows
+of a batch are read once (locked on PostgreSQL and MySQL, so two recorders merge instead of
+overwriting each other), merged with the patches in Python by the rules of ``fold`` (first
+value wins, earliest instant wins, the state only moves forward), and written back with one
+bulk upsert (``recorder.upsert``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from mainspring.core.states import RunState, TriggerSource, WorkerStatus, advances
+from mainspring.core.states import FINAL_STATES, RunState, TriggerSource, WorkerStatus, advances
 from mainspring.db.models import Job, Run, RunLog, Worker
 from mainspring.recorder.fold import RunPatch
 from mainspring.recorder.masking import mask_value
+from mainspring.recorder.upsert import upsert
 from mainspring.worker.runlog import DEFAULT_CAP_BYTES, TRUNCATION_MARKER
+from mainspring.workflows.definition import WORKFLOW_TASK
 
 RESULT_CAP_BYTES = 64 * 1024
 LOG_CAP_BYTES = DEFAULT_CAP_BYTES
 MARKER_ROOM = 4 * 1024
-_RUN_COLUMNS = set(Run.__table__.columns.keys())
+WRITE_LOCK_KEY = 0x6D73_7265_636F  # PostgreSQL advisory lock of run writes ("msreco")
+RUNS = cast(Table, Run.__table__)
+JOBS = cast(Table, Job.__table__)
+LOGS = cast(Table, RunLog.__table__)
+# What the recorder writes on a stored run; the rest (job, trigger, lease…) belongs to others.
+MANAGED = (
+    "task",
+    "args",
+    "kwargs",
+    "options",
+    "queue",
+    "routing_key",
+    "worker",
+    "worker_pid",
+    "state",
+    "attempt",
+    "sent_at",
+    "received_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "runtime_ms",
+    "result",
+    "exception_type",
+    "exception_message",
+    "traceback",
+    "parent_id",
+    "root_id",
+    "log_bytes",
+    "log_truncated",
+)
+_READ = ("id", "job_id", "trigger", "created_at", *MANAGED)
+_VALUE_COLUMNS = frozenset(MANAGED) - {"options", "state", "updated_at", "log_bytes"}
+_FINAL = frozenset(s.value for s in FINAL_STATES)
 
 
 def write_runs(
     session: Session, patches: dict[str, RunPatch], now: datetime, log_cap: int = LOG_CAP_BYTES
-) -> None:
-    """Merge patches into ``runs`` (creating rows for runs sent by plain Celery clients)."""
+) -> list[str]:
+    """Merge patches into ``runs`` (creating rows for runs sent by plain Celery clients) and
+    append their log chunks. Returns the ids the workflow and dependency hooks must see."""
     if not patches:
-        return
-    existing = {
-        run.id: run for run in session.scalars(select(Run).where(Run.id.in_(list(patches))))
-    }
+        return []
+    stored = _read_rows(session, sorted(patches))
+    rows: dict[str, dict[str, Any]] = {}
+    job_states: list[dict[str, Any]] = []
     for run_id, patch in patches.items():
-        run = existing.get(run_id)
-        if run is None:
-            run = existing[run_id] = _new_external_run(session, patch, now)
-        _apply(run, patch, now)
-        if run.job_id is not None and patch.state is not None and run.state == patch.state.value:
-            _update_job_last_state(session, run)
-    session.flush()
-    _append_logs(session, [p for p in patches.values() if p.logs], existing, log_cap)
+        row = stored.get(run_id)
+        if row is None:
+            row = _new_external_row(patch, now)
+        rows[run_id] = row
+        _apply(row, patch, now)
+        if row["job_id"] is not None and patch.state is not None and row["state"] == patch.state:
+            job_states.append({"b_job": row["job_id"], "b_run": run_id, "b_state": row["state"]})
+    logs = _new_logs(session, [p for p in patches.values() if p.logs], rows, log_cap)
+    upsert(session, RUNS, list(rows.values()), MANAGED)
+    if logs:
+        session.execute(LOGS.insert(), logs)
+    if job_states:
+        _update_job_last_states(session, job_states)
+    return [run_id for run_id, row in rows.items() if _hooks_care(row)]
 
 
-def _new_external_run(session: Session, patch: RunPatch, now: datetime) -> Run:
+def _read_rows(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored rows of the batch, locked until the batch commits, so that recorders
+    sharing the queue merge rather than overwrite: SQLite writes one transaction at a time;
+    MySQL locks the rows and the gaps of absent ones (a second inserter waits or deadlocks
+    and retries); PostgreSQL locks no gaps, so its recorders take turns on an advisory lock."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK_KEY)))
+    stmt = select(*(RUNS.c[name] for name in _READ)).where(RUNS.c.id.in_(ids)).order_by(RUNS.c.id)
+    if dialect != "sqlite":
+        stmt = stmt.with_for_update()
+    return {row.id: dict(row._mapping) for row in session.execute(stmt)}
+
+
+def _new_external_row(patch: RunPatch, now: datetime) -> dict[str, Any]:
     created = min(
         (v for k, v in patch.values.items() if k.endswith("_at") and isinstance(v, datetime)),
         default=now,
     )
-    run = Run(
+    row: dict[str, Any] = dict.fromkeys(_READ)
+    row.update(
         id=patch.run_id,
-        task=patch.values.get("task", "unknown"),
+        task="unknown",
         state=(patch.state or RunState.SENT).value,
         trigger=TriggerSource.EXTERNAL.value,
         attempt=0,
         options={},
         created_at=created,
-        updated_at=now,
         log_bytes=0,
         log_truncated=False,
     )
-    session.add(run)
-    return run
+    return row
 
 
-def _apply(run: Run, patch: RunPatch, now: datetime) -> None:
+def _apply(row: dict[str, Any], patch: RunPatch, now: datetime) -> None:
     for key, value in patch.values.items():
         if key in ("args_repr", "kwargs_repr", "retry_exception"):
-            if key != "retry_exception" and run.options.get(key) is None:
-                run.options = {**run.options, key: value}
+            if key != "retry_exception" and (row["options"] or {}).get(key) is None:
+                row["options"] = {**(row["options"] or {}), key: value}
             continue
-        if key not in _RUN_COLUMNS:
+        if key not in _VALUE_COLUMNS:
             continue
         if key == "attempt":
-            run.attempt = max(run.attempt or 0, int(value))
-        elif _replaces(getattr(run, key), value) or (key == "task" and run.task == "unknown"):
-            setattr(run, key, value)
-    if patch.state is not None and advances(RunState(run.state), patch.state):
-        run.state = patch.state.value
-    if run.started_at and run.finished_at and run.runtime_ms is None:
-        run.runtime_ms = (run.finished_at - run.started_at).total_seconds() * 1000
-    _mask_arguments(run)
-    run.updated_at = now
+            row["attempt"] = max(row["attempt"] or 0, int(value))
+        elif _replaces(row[key], value) or (key == "task" and row["task"] == "unknown"):
+            row[key] = value
+    if patch.state is not None and advances(RunState(row["state"]), patch.state):
+        row["state"] = patch.state.value
+    if row["started_at"] and row["finished_at"] and row["runtime_ms"] is None:
+        row["runtime_ms"] = (row["finished_at"] - row["started_at"]).total_seconds() * 1000
+    for column in ("args", "kwargs"):  # secrets never stay, whoever wrote them
+        row[column] = mask_value(row[column])
+    row["updated_at"] = now
 
 
 def _replaces(current: Any, value: Any) -> bool:
@@ -91,54 +151,57 @@ def _replaces(current: Any, value: Any) -> bool:
     return isinstance(value, datetime) and isinstance(current, datetime) and value < current
 
 
-def _mask_arguments(run: Run) -> None:
-    """Secrets never stay in stored arguments, whoever wrote them (assign only on change, so
-    an untouched row is not rewritten)."""
-    for column in ("args", "kwargs"):
-        value = getattr(run, column)
-        masked = mask_value(value)
-        if masked != value:
-            setattr(run, column, masked)
+def _hooks_care(row: dict[str, Any]) -> bool:
+    """Workflow steps and roots, and job runs that ended (dependencies may start)."""
+    if row["task"] == WORKFLOW_TASK or (row["root_id"] and row["root_id"] != row["id"]):
+        return True
+    return row["job_id"] is not None and row["state"] in _FINAL
 
 
-def _update_job_last_state(session: Session, run: Run) -> None:
-    job = session.get(Job, run.job_id)
-    if job is not None and job.last_run_id in (None, run.id):
-        job.last_state = run.state
-        job.last_run_id = run.id
-
-
-def _append_logs(
-    session: Session, patches: list[RunPatch], runs: dict[str, Run], log_cap: int
-) -> None:
-    """Store chunks in order, once each; past ``log_cap`` (plus room for the worker's own
-    marker) one marker is stored and the rest dropped."""
-    if not patches:
-        return
-    keys = [(p.run_id, c.seq) for p in patches for c in p.logs]
-    seen = set(
-        session.execute(
-            select(RunLog.run_id, RunLog.seq).where(tuple_(RunLog.run_id, RunLog.seq).in_(keys))
-        ).all()
+def _update_job_last_states(session: Session, params: list[dict[str, Any]]) -> None:
+    """A job shows the state of its newest run (the one it points at, or its first)."""
+    run: Any = bindparam("b_run")
+    stmt = (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("b_job"),
+            or_(JOBS.c.last_run_id.is_(None), JOBS.c.last_run_id == run),
+        )
+        .values(last_state=bindparam("b_state"), last_run_id=run)
     )
+    session.execute(stmt, params)
+
+
+def _new_logs(
+    session: Session, patches: list[RunPatch], rows: dict[str, dict[str, Any]], log_cap: int
+) -> list[dict[str, Any]]:
+    """Chunks to store, in order, once each; past ``log_cap`` (plus room for the worker's own
+    marker) one marker is stored and the rest dropped. Updates the rows' byte counts."""
+    if not patches:
+        return []
+    keys = [(p.run_id, c.seq) for p in patches for c in p.logs]
+    stmt = select(LOGS.c.run_id, LOGS.c.seq).where(tuple_(LOGS.c.run_id, LOGS.c.seq).in_(keys))
+    seen: set[tuple[str, int]] = {(row[0], row[1]) for row in session.execute(stmt)}
+    out = []
     for patch in patches:
-        run = runs.get(patch.run_id) or session.get(Run, patch.run_id)
-        if run is None:
-            continue
+        row = rows[patch.run_id]
         for chunk in sorted(patch.logs, key=lambda c: c.seq):
-            if (patch.run_id, chunk.seq) in seen or run.log_truncated:
+            if (patch.run_id, chunk.seq) in seen or row["log_truncated"]:
                 continue
+            seen.add((patch.run_id, chunk.seq))  # a chunk delivered twice in one batch
             size = len(chunk.text.encode("utf-8", "replace"))
             text = chunk.text
-            if run.log_bytes + size > log_cap + MARKER_ROOM:
+            if row["log_bytes"] + size > log_cap + MARKER_ROOM:
                 text = TRUNCATION_MARKER.format(cap=log_cap)
-                run.log_truncated = True
+                row["log_truncated"] = True
             elif chunk.truncated:
-                run.log_truncated = True  # the worker hit its cap and sent its marker
-            session.add(
-                RunLog(run_id=run.id, seq=chunk.seq, at=chunk.at, stream=chunk.stream, text=text)
+                row["log_truncated"] = True  # the worker hit its cap and sent its marker
+            out.append(
+                {"run_id": patch.run_id, "seq": chunk.seq, "at": chunk.at}
+                | {"stream": chunk.stream, "text": text}
             )
-            run.log_bytes += size
+            row["log_bytes"] += size
+    return out
 
 
 def capped_result(value: Any) -> Any:
