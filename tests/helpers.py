@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -85,3 +85,25 @@ def _existing(pids: list[int]) -> list[psutil.Process]:
         with contextlib.suppress(psutil.NoSuchProcess):
             procs.append(psutil.Process(pid))
     return procs
+
+
+@contextlib.contextmanager
+def running_web(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """A real ``mainspring web`` on ``port``; yields its base URL once /healthz answers, and
+    stops it (and asserts nothing outlived it) afterwards."""
+    import httpx
+
+    proc = mainspring_process(["web"], {**env, "MAINSPRING_WEB_PORT": str(port)}, log)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(base + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        poll(up, timeout=60, what="mainspring web")
+        yield base
+    finally:
+        assert stop_process_tree(proc) == []

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from mainspring.context import AppContext
@@ -18,7 +17,7 @@ from mainspring.services.users import create_user
 from mainspring.settings import Settings
 from tests.browser.test_console_login import ARTIFACTS
 from tests.browser.test_console_login import browser as browser  # the fixture
-from tests.helpers import mainspring_process, poll, stop_process_tree
+from tests.helpers import running_web
 
 pytestmark = pytest.mark.browser
 
@@ -40,23 +39,10 @@ def admin_console(tmp_path: Path) -> Iterator[str]:
     ctx.close()
     env = {
         "MAINSPRING_DATA_DIR": str(data_dir),
-        "MAINSPRING_WEB_PORT": str(port),
         "MAINSPRING_SECRET_KEY": SECRET_KEY,
     }
-    proc = mainspring_process(["web"], env, tmp_path / "web.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(base + "/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        poll(up, timeout=30, what="mainspring web")
+    with running_web(env, port, tmp_path / "web.log") as base:
         yield base
-    finally:
-        assert stop_process_tree(proc) == []
 
 
 def test_admin_manages_users_tokens_and_reads_settings(browser: Any, admin_console: str) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mainspring.context import AppContext
@@ -20,7 +19,7 @@ from mainspring.services import jobs as job_service
 from mainspring.services.users import create_user
 from mainspring.settings import Settings
 from tests.conftest import REQUIRE_SERVICES
-from tests.helpers import mainspring_process, poll, stop_process_tree
+from tests.helpers import running_web
 
 pytestmark = pytest.mark.browser
 
@@ -86,21 +85,9 @@ def console(tmp_path: Path) -> Iterator[str]:
             )
         )
     ctx.close()
-    env = {"MAINSPRING_DATA_DIR": str(data_dir), "MAINSPRING_WEB_PORT": str(port)}
-    proc = mainspring_process(["web"], env, tmp_path / "web.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(base + "/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        poll(up, timeout=30, what="mainspring web")
+    env = {"MAINSPRING_DATA_DIR": str(data_dir)}
+    with running_web(env, port, tmp_path / "web.log") as base:
         yield base
-    finally:
-        assert stop_process_tree(proc) == []
 
 
 def test_operator_logs_in_and_sees_jobs_and_runs(browser, console: str) -> None:
