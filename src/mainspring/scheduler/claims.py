@@ -273,10 +273,22 @@ def not_scheduled(session: Session, run_ids: list[str]) -> set[str]:
 
 
 def mark_sent(session: Session, sent: list[tuple[DueRun, datetime]]) -> None:
-    """Record publish times and lateness in one batched statement; move runs to SENT unless the
-    recorder already moved them on."""
+    """Record publish times and lateness in batched statements; move runs to SENT unless the
+    recorder already moved them on.
+
+    Lock order is jobs, then runs (each by key), as in a claim and in a job edit (which locks
+    its job, then cancels its claimed runs): the other order deadlocked with edits."""
     if not sent:
         return
+    last: dict[int, str] = {r.job_id: r.run_id for r, _ in sent if r.job_id is not None}
+    if last:
+        jobs = cast(Table, Job.__table__)
+        session.connection().execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("b_id"))
+            .values(last_run_id=bindparam("b_run")),
+            [{"b_id": job_id, "b_run": last[job_id]} for job_id in sorted(last)],
+        )
     table = cast(Table, Run.__table__)
     stmt = (
         update(table)
@@ -293,18 +305,9 @@ def mark_sent(session: Session, sent: list[tuple[DueRun, datetime]]) -> None:
     )
     params = [
         {"b_id": r.run_id, "b_at": at, "b_late": (at - r.due).total_seconds() * 1000}
-        for r, at in sent
+        for r, at in sorted(sent, key=lambda pair: pair[0].run_id)
     ]
     session.connection().execute(stmt, params)
-    last: dict[int, str] = {r.job_id: r.run_id for r, _ in sent if r.job_id is not None}
-    if last:
-        jobs = cast(Table, Job.__table__)
-        session.connection().execute(
-            update(jobs)
-            .where(jobs.c.id == bindparam("b_id"))
-            .values(last_run_id=bindparam("b_run")),
-            [{"b_id": job_id, "b_run": run_id} for job_id, run_id in last.items()],
-        )
 
 
 def count_due(session: Session, horizon: datetime) -> int:
