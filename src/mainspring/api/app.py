@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 import mainspring
@@ -32,6 +33,7 @@ from mainspring.api import (
 from mainspring.api.auth import SESSION_COOKIE, SESSION_MAX_AGE_S
 from mainspring.api.errors import install_error_handlers, is_api_request
 from mainspring.api.schemas import Health
+from mainspring.api.submitter import Submitter
 from mainspring.console import login, pages
 from mainspring.console.render import STATIC_DIR, make_templates
 from mainspring.context import AppContext
@@ -65,6 +67,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.secret_key = settings.secret_key
     app.state.templates = make_templates(settings.timezone)
     app.state.login_limiter = LoginRateLimiter()
+    app.state.submitter = Submitter(ctx)
+    app.state.token_lookups = {}  # token hash -> the look-up in flight (api.auth)
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(runs.router)
@@ -73,16 +77,18 @@ def create_app(ctx: AppContext) -> FastAPI:
     api.include_router(users.router)
     api.include_router(tokens.router)
     api.include_router(audit.router)
-    api.include_router(tasks.router)
     api.include_router(workers.router)
     api.include_router(queues.router)
     api.include_router(stats.router)
     api.include_router(workflows.router)
     api.include_router(workflows.jobs_router)
     api.include_router(alerts.router)
+    # Routes are tried in order and each miss costs: the hot submission routes come first
+    # (``/api/v1/tasks...``, then Flower's ``/api/...``; no other path overlaps them).
+    app.include_router(tasks.router, prefix=API_PREFIX)
+    app.include_router(flower.router)
     app.include_router(api)
     app.include_router(health.router)
-    app.include_router(flower.router)
     app.include_router(login.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -104,8 +110,10 @@ def create_app(ctx: AppContext) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Close what requests opened lazily (the Celery app and its broker pool) on shutdown."""
+    """Close what requests opened lazily (the submission batcher, then the Celery app and
+    its broker pool) on shutdown."""
     yield
+    await run_in_threadpool(app.state.submitter.close)
     celery = getattr(app.state, "celery", None)
     if celery is not None:
         celery.close()
@@ -140,7 +148,10 @@ def healthz() -> Health:
 async def security_headers(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    """Headers every answer gets; personal pages and API answers are never cached."""
+    """Headers every answer gets; personal pages and API answers are never cached.
+
+    (Kept a ``BaseHTTPMiddleware``: its cancelling of the app when the client goes away is
+    what stops a log follow's generator under the test client.)"""
     response = await call_next(request)
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -43,7 +43,7 @@ from mainspring.services.audit import (
 )
 
 
-def audit_actor(request: Request, principal: CurrentUser) -> Actor:
+async def audit_actor(request: Request, principal: CurrentUser) -> Actor:
     """The authenticated caller and their address, for ``services.audit``."""
     return Actor(principal.username, client_address(request))
 

@@ -16,23 +16,26 @@ handler, and would be one more dependency for what is a dozen lines on top of th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from mainspring.api.deps import Db, SecretKey
+from mainspring.api.deps import Db, SecretKey, get_ctx
 from mainspring.core.states import Role
 from mainspring.db.models import User
 from mainspring.services.auth import (
     Principal,
+    cached_principal_for_token,
     principal_for_password,
     principal_for_session,
     principal_for_token,
@@ -175,16 +178,79 @@ def _header_principal(request: Request, db: Session, header: str) -> Principal |
     return None
 
 
-def current_user(request: Request, db: Db, secret_key: SecretKey) -> Principal:
+def _bearer_token(header: str) -> str | None:
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
+def _looked_up(request: Request, header: str | None, secret_key: str) -> Principal | None:
+    """The caller, checked in a short transaction of its own (committed at once, so a
+    token's ``last_used_at`` or a login time never waits on the route's work)."""
+    with get_ctx(request).session() as db:
+        if header:
+            return _header_principal(request, db, header)
+        return session_principal(request, db, secret_key)
+
+
+async def _token_principal(
+    request: Request, token: str, header: str, secret_key: str
+) -> Principal | None:
+    """The token's owner from the cache, else from the database, where concurrent requests
+    with the same token share one look-up (a busy client's cache entry expiring would
+    otherwise send all its requests in flight to the database at once)."""
+    token_hash, principal = cached_principal_for_token(token)
+    if principal is not None:
+        return principal
+    pending: dict[str, asyncio.Future[Principal | None]] = request.app.state.token_lookups
+    loop = asyncio.get_running_loop()
+    shared = pending.get(token_hash)
+    if shared is not None and shared.get_loop() is loop:
+        try:
+            return await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            if not shared.cancelled():  # this request itself was cancelled
+                raise
+            # the request that was looking it up went away: look it up here
+    future: asyncio.Future[Principal | None] = loop.create_future()
+    pending[token_hash] = future
+    try:
+        principal = await run_in_threadpool(_looked_up, request, header, secret_key)
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+        raise
+    except BaseException:
+        future.cancel()
+        raise
+    finally:
+        if pending.get(token_hash) is future:
+            del pending[token_hash]
+    future.set_result(principal)
+    return principal
+
+
+async def current_user(request: Request, secret_key: SecretKey) -> Principal:
     """The API caller, or 401 (429 after too many wrong passwords). Cookie-authenticated
-    writes also need the CSRF header."""
+    writes also need the CSRF header.
+
+    A bearer token checked within the last few seconds is answered from memory
+    (``services.auth.TokenCache``) without touching the database; anything else is looked
+    up in the thread pool, in a transaction that ends before the route runs, so a request
+    never holds two database connections."""
     header = request.headers.get("authorization")
     if header:
-        principal = _header_principal(request, db, header)
+        token = _bearer_token(header)
+        if token:
+            principal = await _token_principal(request, token, header, secret_key)
+        else:
+            principal = await run_in_threadpool(_looked_up, request, header, secret_key)
         if principal is None:
             raise unauthorized("invalid credentials")
         return principal
-    principal = session_principal(request, db, secret_key)
+    principal = None
+    if request.session:
+        principal = await run_in_threadpool(_looked_up, request, None, secret_key)
     if principal is None:
         raise unauthorized(
             "authentication required: log in, use HTTP Basic (curl -u USER:PASSWORD) "
@@ -200,10 +266,10 @@ def current_user(request: Request, db: Db, secret_key: SecretKey) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def require_role(minimum: Role) -> Callable[[Principal], Principal]:
+def require_role(minimum: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency allowing callers whose role is at least ``minimum``; others get 403."""
 
-    def check(principal: CurrentUser) -> Principal:
+    async def check(principal: CurrentUser) -> Principal:
         if not principal.allows(minimum):
             raise HTTPException(
                 status_code=403,

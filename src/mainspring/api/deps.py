@@ -29,6 +29,16 @@ def get_secret_key(request: Request) -> str:
     return key
 
 
+# Async twins of the getters above, for ``Depends``: FastAPI runs a plain ``def`` dependency
+# in its thread pool, a hop that costs more than these attribute reads.
+async def ctx_dependency(request: Request) -> AppContext:
+    return get_ctx(request)
+
+
+async def secret_key_dependency(request: Request) -> str:
+    return get_secret_key(request)
+
+
 def get_db(request: Request) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent."""
     with get_ctx(request).session() as session:
@@ -38,4 +48,4 @@ def get_db(request: Request) -> Iterator[Session]:
 # scope="function": the transaction ends before the response goes out, so a reply never
 # claims success for a commit that then fails.
 Db = Annotated[Session, Depends(get_db, scope="function")]
-SecretKey = Annotated[str, Depends(get_secret_key)]
+SecretKey = Annotated[str, Depends(secret_key_dependency)]

@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from mainspring.api.auth import current_user
 from mainspring.api.celery_dep import CeleryApp, Ctx, ReleasedOperator
 from mainspring.api.deps import Db
 from mainspring.api.schemas import API_ERRORS, ErrorOut
+from mainspring.api.submitter import submit_from_request
 from mainspring.api.task_schemas import (
     SubmitOptions,
     SubmittedChild,
@@ -29,7 +30,7 @@ from mainspring.core.states import WorkerStatus
 from mainspring.db.models import Run
 from mainspring.errors import ValidationError
 from mainspring.services.clock import utcnow
-from mainspring.services.tasks import Submission, Submitted, TaskOptions, submit
+from mainspring.services.tasks import Submission, Submitted, TaskOptions
 from mainspring.services.workers import known_tasks, list_workers
 from mainspring.worker.routing import HOST_QUEUE_PREFIX
 from mainspring.worker.schemas import BUILTIN_PARAMS, builtin_schemas
@@ -55,8 +56,9 @@ router = APIRouter(
         503: {"model": ErrorOut},
     },
 )
-def task_submit(
+async def task_submit(
     body: TaskSubmit,
+    request: Request,
     response: Response,
     caller: ReleasedOperator,
     ctx: Ctx,
@@ -76,7 +78,7 @@ def task_submit(
         idempotency_key=_one_key(body.idempotency_key, idempotency_key),
         submitted_by=caller.username,
     )
-    done = submit(ctx, celery, sub)
+    done = await submit_from_request(request, ctx, celery, sub)
     response.headers["Location"] = f"{RUNS_PATH}/{done.run.id}"
     if not done.created:
         response.status_code = 200

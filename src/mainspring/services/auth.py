@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session
 
 from mainspring.core.states import Role
 from mainspring.db.models import ApiToken, User
@@ -137,8 +140,15 @@ def principal_for_token(
     session: Session, token: str, now: datetime | None = None
 ) -> Principal | None:
     """The owner of a live bearer token, limited to the token's role."""
+    return principal_for_token_hash(session, hash_token(token), now)
+
+
+def principal_for_token_hash(
+    session: Session, token_hash: str, now: datetime | None = None
+) -> Principal | None:
+    """``principal_for_token`` for a token already hashed (the cache's key)."""
     now = now or utcnow()
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
     if row is None or row.revoked_at is not None:
         return None
     if row.expires_at is not None and row.expires_at <= now:
@@ -149,7 +159,108 @@ def principal_for_token(
         return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now
-    return _principal(user, AuthMethod.TOKEN, token_role)
+    principal = _principal(user, AuthMethod.TOKEN, token_role)
+    if principal is not None:
+        TOKEN_CACHE.put(token_hash, principal, row.expires_at)
+    return principal
+
+
+class TokenCache:
+    """Recently checked bearer tokens, so a busy client costs no database read per request.
+
+    Keyed by the token's SHA-256 (the secret itself is never kept); only valid tokens are
+    kept, so a new token works at once. An entry lives ``ttl_s`` seconds: revoking a token,
+    or deactivating or demoting its owner, in *another* process (a second web process, the
+    CLI) takes effect within that bound; in this process any commit that changes a token or
+    a user clears the cache at once (see ``_forget_on_change``).
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal, datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str, now: datetime | None = None) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        stored_at, principal, expires_at = entry
+        if time.monotonic() - stored_at >= self.ttl_s or (
+            expires_at is not None and expires_at <= (now or utcnow())
+        ):
+            self._entries.pop(token_hash, None)
+            return None
+        return principal
+
+    def put(self, token_hash: str, principal: Principal, expires_at: datetime | None) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # crude but bounded; a miss only costs one read
+            self._entries[token_hash] = (time.monotonic(), principal, expires_at)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+TOKEN_CACHE_TTL_S = 5.0
+TOKEN_CACHE = TokenCache(TOKEN_CACHE_TTL_S)
+
+_TOUCHES_AUTH = "mainspring_touches_auth"
+
+
+# What a cached principal depends on; a login (``last_login_at``) or a token's
+# ``last_used_at`` stamp does not clear the cache.
+_AUTH_COLUMNS = frozenset({"role", "is_active", "revoked_at", "expires_at", "user_id"})
+
+
+def _changes_auth(obj: object) -> bool:
+    if not isinstance(obj, (ApiToken, User)):
+        return False
+    state: InstanceState[Any] = inspect(obj)
+    attrs = state.attrs
+    return any(attrs[key].history.has_changes() for key in _AUTH_COLUMNS if key in attrs)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_auth_change(session: Session, _flush_context: Any) -> None:
+    deleted = any(isinstance(obj, (ApiToken, User)) for obj in session.deleted)
+    if deleted or any(_changes_auth(obj) for obj in session.dirty):
+        _forget_on_change(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_auth_statement(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    if table is not None and table.name in (ApiToken.__tablename__, User.__tablename__):
+        _forget_on_change(state.session)
+
+
+def _forget_on_change(session: Session) -> None:
+    """Clear the token cache now and again once the change commits (a request between the
+    two could otherwise cache the old row for one more TTL)."""
+    TOKEN_CACHE.clear()
+    session.info[_TOUCHES_AUTH] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _clear_after_commit(session: Session) -> None:
+    if session.info.pop(_TOUCHES_AUTH, False):
+        TOKEN_CACHE.clear()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_flag(session: Session) -> None:
+    session.info.pop(_TOUCHES_AUTH, None)
+
+
+def cached_principal_for_token(token: str) -> tuple[str, Principal | None]:
+    """The token's hash and, if it was checked within the cache's TTL, its principal."""
+    token_hash = hash_token(token)
+    return token_hash, TOKEN_CACHE.get(token_hash)
 
 
 def create_api_token(

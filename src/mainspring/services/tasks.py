@@ -153,6 +153,24 @@ def submit(ctx: AppContext, app: Any, sub: Submission, inspect_timeout: float = 
     return Submitted(run)
 
 
+def is_plain(sub: Submission) -> bool:
+    """Whether ``submit`` would store one run and publish it now (no idempotency key, not a
+    broadcast, not due later): the submissions a web process may store in batches."""
+    return (
+        sub.idempotency_key is None
+        and not sub.broadcast
+        and (sub.eta is None or sub.eta <= utcnow())
+    )
+
+
+def plain_run(ctx: AppContext, sub: Submission) -> Run:
+    """The checked, not yet stored run of a plain submission (see ``is_plain``): the caller
+    stores it (in a transaction that must commit before it answers) and then publishes it."""
+    _check_combination(sub)
+    queue = check_submission(ctx, sub.task, sub.args, sub.kwargs, sub.options)
+    return _run_for(sub, queue, utcnow())
+
+
 def submit_task(
     ctx: AppContext,
     app: Any,

@@ -142,7 +142,7 @@ def local_instant(field: str, raw: str, zone: ZoneInfo, example: str) -> datetim
         raise bad_request(field, f"must be a date-time like {example} (years 1970-9998)") from None
 
 
-def zone(request: Request) -> ZoneInfo:
+async def zone(request: Request) -> ZoneInfo:
     """The configured time zone: naive date-times in Flower arguments are read in it."""
     return ZoneInfo(get_ctx(request).settings.timezone)
 

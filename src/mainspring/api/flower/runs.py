@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from mainspring.api.flower.body import TaskCall
 from mainspring.api.flower.deps import bad_request
 from mainspring.api.flower.shapes import celery_state, exception_repr, safe_result
+from mainspring.api.submitter import submit_from_request
 from mainspring.context import AppContext
 from mainspring.core.states import RunState
 from mainspring.db.models import Run
@@ -43,9 +44,8 @@ def unknown_task(task: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"Unknown task '{task}'")
 
 
-def submit(ctx: AppContext, app: Any, task: str, call: TaskCall, caller: str) -> str:
-    """Store and publish a run (or hold it for the scheduler until ``call.due``); its id."""
-    sub = Submission(
+def _submission(task: str, call: TaskCall, caller: str) -> Submission:
+    return Submission(
         task=task,
         args=call.args,
         kwargs=call.kwargs,
@@ -53,13 +53,32 @@ def submit(ctx: AppContext, app: Any, task: str, call: TaskCall, caller: str) ->
         eta=call.due,
         submitted_by=caller,
     )
+
+
+def _flower_error(task: str, exc: ValidationError) -> HTTPException:
+    """Flower's answers to a bad submission: 404 for an unknown task, else 400."""
+    if exc.field == "task" and any(part in exc.message for part in _UNKNOWN_TASK):
+        return unknown_task(task)
+    return bad_request(exc.field.removeprefix("options."), exc.message)
+
+
+def submit(ctx: AppContext, app: Any, task: str, call: TaskCall, caller: str) -> str:
+    """Store and publish a run (or hold it for the scheduler until ``call.due``); its id."""
     try:
-        return submit_run(ctx, app, sub).run.id
+        return submit_run(ctx, app, _submission(task, call, caller)).run.id
     except ValidationError as exc:
-        if exc.field == "task" and any(part in exc.message for part in _UNKNOWN_TASK):
-            raise unknown_task(task) from None
-        field = exc.field.removeprefix("options.")
-        raise bad_request(field, exc.message) from None
+        raise _flower_error(task, exc) from None
+
+
+async def submit_async(
+    request: Request, ctx: AppContext, app: Any, task: str, call: TaskCall, caller: str
+) -> str:
+    """``submit`` from the event loop, plain submissions batched (``api.submitter``)."""
+    try:
+        done = await submit_from_request(request, ctx, app, _submission(task, call, caller))
+    except ValidationError as exc:
+        raise _flower_error(task, exc) from None
+    return done.run.id
 
 
 def revoke(

@@ -101,19 +101,21 @@ async def task_apply(
 
 
 @router.post("/task/async-apply/{task}", openapi_extra=SUBMISSION_BODY)
-def task_async_apply(
-    task: str, call: Call, ctx: Ctx, app: CeleryApp, caller: ReleasedOperator
+async def task_async_apply(
+    task: str, call: Call, request: Request, ctx: Ctx, app: CeleryApp, caller: ReleasedOperator
 ) -> dict[str, Any]:
     """Submit a task; its id (a run id) at once. 404 if no worker has registered it."""
-    return {"task-id": runs.submit(ctx, app, task, call, caller.username), "state": "PENDING"}
+    run_id = await runs.submit_async(request, ctx, app, task, call, caller.username)
+    return {"task-id": run_id, "state": "PENDING"}
 
 
 @router.post("/task/send-task/{task}", openapi_extra=SUBMISSION_BODY)
-def task_send(
-    task: str, call: Call, ctx: Ctx, app: CeleryApp, caller: ReleasedOperator
+async def task_send(
+    task: str, call: Call, request: Request, ctx: Ctx, app: CeleryApp, caller: ReleasedOperator
 ) -> dict[str, Any]:
     """Submit a task by name (as async-apply: the web process never imports task code)."""
-    return {"task-id": runs.submit(ctx, app, task, call, caller.username), "state": "PENDING"}
+    run_id = await runs.submit_async(request, ctx, app, task, call, caller.username)
+    return {"task-id": run_id, "state": "PENDING"}
 
 
 @router.get("/task/result/{task_id}")
